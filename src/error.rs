@@ -228,6 +228,16 @@ impl Error {
         }))
     }
 
+    /// The error for an error object sent inside a 200 stream in place of a
+    /// chunk.
+    pub(crate) fn from_stream_body(body: &[u8]) -> Self {
+        let mut error = Self::from_response(0, ResponseMeta::default(), body, None);
+        if let Self::Api(api) = &mut error {
+            api.status = None;
+        }
+        error
+    }
+
     /// The error for a stream whose choice finished with `"error"`.
     pub fn stream_failed(meta: ResponseMeta) -> Self {
         Self::Api(Box::new(ApiError {

@@ -1,0 +1,355 @@
+//! [`ChatAssembler`]: turns stream chunks into answer pieces and a whole
+//! answer.
+//!
+//! Chunks from Mistral come in several shapes that mean the same thing:
+//! content as a string, as null, or as an array of thinking and text parts;
+//! tool calls whole in one chunk, or in fragments to be joined by `index`.
+//! The assembler hides the differences. For each chunk it yields
+//! [`Piece`]s:
+//!
+//! - [`Piece::Text`] for each non-empty piece of answer text, numbered per
+//!   choice from 0 with no gaps;
+//! - [`Piece::Thinking`] for reasoning text, which never joins the answer;
+//! - [`Piece::ToolCall`] once per call, when its arguments are complete:
+//!   when a call with a higher index starts, when the choice finishes, or
+//!   at [`ChatAssembler::finish`];
+//! - [`Piece::Finished`] when a choice reports its finish reason.
+//!
+//! ```
+//! use mistral_events::client::{ChatAssembler, Piece};
+//! use mistral_events::wire::CompletionChunk;
+//!
+//! let mut assembler = ChatAssembler::new();
+//! let mut pieces = Vec::new();
+//! for data in [
+//!     r#"{"id":"a","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+//!     r#"{"id":"a","model":"m","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],"p":"abc"}"#,
+//!     r#"{"id":"a","model":"m","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
+//! ] {
+//!     let chunk: CompletionChunk = serde_json::from_str(data).unwrap();
+//!     assembler.push(chunk, &mut pieces);
+//! }
+//! assembler.finish(&mut pieces);
+//! assert_eq!(assembler.content(), "Hello");
+//! assert_eq!(assembler.usage().unwrap().total_tokens, 5);
+//! assert!(matches!(&pieces[0], Piece::Text { index: 0, text, .. } if text == "Hel"));
+//! ```
+
+use std::collections::BTreeMap;
+
+use crate::wire::{CompletionChunk, Content, ContentPart, FinishReason, ToolCall, Usage};
+
+/// One thing a chunk added to the answer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Piece {
+    /// Answer text.
+    Text {
+        /// The choice it belongs to.
+        choice: u32,
+        /// Its position among the choice's text pieces, from 0.
+        index: u64,
+        /// The text; never empty.
+        text: String,
+    },
+    /// Reasoning text.
+    Thinking {
+        /// The choice it belongs to.
+        choice: u32,
+        /// The text; never empty.
+        text: String,
+    },
+    /// A complete tool call.
+    ToolCall {
+        /// The choice it belongs to.
+        choice: u32,
+        /// The call, with its arguments joined.
+        call: ToolCall,
+    },
+    /// The choice finished.
+    Finished {
+        /// The choice.
+        choice: u32,
+        /// Why.
+        reason: FinishReason,
+    },
+}
+
+/// What one choice has received so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ChoiceState {
+    /// The answer text so far.
+    pub content: String,
+    /// The reasoning text so far.
+    pub thinking: String,
+    /// How many text pieces have been yielded.
+    pub chunks: u64,
+    /// The tool calls completed so far, in order.
+    pub tool_calls: Vec<ToolCall>,
+    /// The finish reason, once reported.
+    pub finish_reason: Option<FinishReason>,
+    /// Calls whose arguments may still grow, by index.
+    pending: BTreeMap<u32, ToolCall>,
+}
+
+/// Assembles stream chunks. See the [module docs](self).
+#[derive(Debug, Clone, Default)]
+pub struct ChatAssembler {
+    choices: Vec<ChoiceState>,
+    usage: Option<Usage>,
+    model: Option<String>,
+}
+
+impl ChatAssembler {
+    /// An empty assembler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one chunk, appending what it contributed to `out`.
+    pub fn push(&mut self, chunk: CompletionChunk, out: &mut Vec<Piece>) {
+        if self.model.is_none() && !chunk.model.is_empty() {
+            self.model = Some(chunk.model);
+        }
+        // Usage comes on the last chunk; a later one replaces an earlier one.
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        for choice in chunk.choices {
+            let index = choice.index;
+            let state = self.choice_mut(index);
+            if let Some(content) = choice.delta.content {
+                state.take_content(index, content, out);
+            }
+            if let Some(calls) = choice.delta.tool_calls {
+                state.take_tool_calls(index, calls, out);
+            }
+            if let Some(reason) = choice.finish_reason {
+                state.flush_calls(index, out);
+                state.finish_reason = Some(reason.clone());
+                out.push(Piece::Finished {
+                    choice: index,
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// Ends the stream: completes every tool call still open.
+    pub fn finish(&mut self, out: &mut Vec<Piece>) {
+        for (index, state) in self.choices.iter_mut().enumerate() {
+            state.flush_calls(index as u32, out);
+        }
+    }
+
+    /// The first choice's answer text so far.
+    pub fn content(&self) -> &str {
+        self.choices.first().map_or("", |state| &state.content)
+    }
+
+    /// Every choice's state, by index.
+    pub fn choices(&self) -> &[ChoiceState] {
+        &self.choices
+    }
+
+    /// The usage the server reported, if any.
+    pub fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+
+    /// The model named by the chunks.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// Whether a tool call has started but not yet completed.
+    pub fn has_open_tool_calls(&self) -> bool {
+        self.choices.iter().any(|state| !state.pending.is_empty())
+    }
+
+    fn choice_mut(&mut self, index: u32) -> &mut ChoiceState {
+        let index = index as usize;
+        if self.choices.len() <= index {
+            self.choices.resize_with(index + 1, ChoiceState::default);
+        }
+        &mut self.choices[index]
+    }
+}
+
+impl ChoiceState {
+    fn take_content(&mut self, choice: u32, content: Content, out: &mut Vec<Piece>) {
+        match content {
+            Content::Text(text) => self.push_text(choice, text, out),
+            Content::Parts(parts) => {
+                // Adjacent parts of the same kind are merged into one piece.
+                let mut text = String::new();
+                for part in parts {
+                    match part {
+                        ContentPart::Text { text: piece } => text.push_str(&piece),
+                        thinking @ ContentPart::Thinking { .. } => {
+                            self.push_text(choice, std::mem::take(&mut text), out);
+                            let reasoning = thinking.thinking_text().unwrap_or_default();
+                            self.push_thinking(choice, reasoning, out);
+                        }
+                        _ => {}
+                    }
+                }
+                self.push_text(choice, text, out);
+            }
+        }
+    }
+
+    fn push_text(&mut self, choice: u32, text: String, out: &mut Vec<Piece>) {
+        if text.is_empty() {
+            return;
+        }
+        self.content.push_str(&text);
+        out.push(Piece::Text {
+            choice,
+            index: self.chunks,
+            text,
+        });
+        self.chunks += 1;
+    }
+
+    fn push_thinking(&mut self, choice: u32, text: String, out: &mut Vec<Piece>) {
+        if text.is_empty() {
+            return;
+        }
+        self.thinking.push_str(&text);
+        out.push(Piece::Thinking { choice, text });
+    }
+
+    fn take_tool_calls(&mut self, choice: u32, calls: Vec<ToolCall>, out: &mut Vec<Piece>) {
+        for (position, fragment) in calls.into_iter().enumerate() {
+            // Whole calls often come without `index`: their position stands in.
+            let index = fragment.index.unwrap_or(position as u32);
+            // A call at a higher index means the lower ones are complete.
+            let done: Vec<u32> = self.pending.range(..index).map(|(key, _)| *key).collect();
+            for key in done {
+                if let Some(call) = self.pending.remove(&key) {
+                    self.complete_call(choice, call, out);
+                }
+            }
+            match self.pending.get_mut(&index) {
+                Some(open) => merge_fragment(open, fragment),
+                None => {
+                    let mut call = fragment;
+                    call.index = Some(index);
+                    if call.id == "null" {
+                        call.id.clear();
+                    }
+                    self.pending.insert(index, call);
+                }
+            }
+        }
+    }
+
+    fn flush_calls(&mut self, choice: u32, out: &mut Vec<Piece>) {
+        for (_, call) in std::mem::take(&mut self.pending) {
+            self.complete_call(choice, call, out);
+        }
+    }
+
+    fn complete_call(&mut self, choice: u32, call: ToolCall, out: &mut Vec<Piece>) {
+        self.tool_calls.push(call.clone());
+        out.push(Piece::ToolCall { choice, call });
+    }
+}
+
+/// Joins a continuation fragment onto an open call: arguments append, and
+/// an id or name fills in only where the first fragment had none.
+fn merge_fragment(open: &mut ToolCall, fragment: ToolCall) {
+    if open.id.is_empty() && !fragment.id.is_empty() && fragment.id != "null" {
+        open.id = fragment.id;
+    }
+    if open.function.name.is_empty() {
+        open.function.name = fragment.function.name;
+    }
+    open.function.arguments.push_str(&fragment.function.arguments);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(lines: &[&str]) -> (ChatAssembler, Vec<Piece>) {
+        let mut assembler = ChatAssembler::new();
+        let mut pieces = Vec::new();
+        for line in lines {
+            let chunk: CompletionChunk = serde_json::from_str(line).unwrap();
+            assembler.push(chunk, &mut pieces);
+        }
+        assembler.finish(&mut pieces);
+        (assembler, pieces)
+    }
+
+    fn calls(pieces: &[Piece]) -> Vec<&ToolCall> {
+        pieces
+            .iter()
+            .filter_map(|piece| match piece {
+                Piece::ToolCall { call, .. } => Some(call),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fragments_join_by_index_into_one_call() {
+        let (assembler, pieces) = run(&[
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"abcDEF123","index":0,"function":{"name":"lookup","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"null","index":0,"function":{"name":"","arguments":"{\"q\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"","arguments":"\"x\"}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":""},"finish_reason":"tool_calls"}]}"#,
+        ]);
+        let calls = calls(&pieces);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].id, "abcDEF123");
+        assert_eq!(calls[0].function.name, "lookup");
+        assert_eq!(calls[0].function.arguments, r#"{"q":"x"}"#);
+        assert_eq!(assembler.choices()[0].tool_calls.len(), 1);
+    }
+
+    #[test]
+    fn whole_calls_without_index_stay_apart() {
+        let (_, pieces) = run(&[
+            r#"{"choices":[{"index":0,"delta":{"content":null,"tool_calls":[{"id":"aaaaaaaaa","function":{"name":"one","arguments":"{}"}},{"id":"bbbbbbbbb","function":{"name":"two","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+        ]);
+        let names: Vec<&str> = calls(&pieces).iter().map(|call| call.function.name.as_str()).collect();
+        assert_eq!(names, ["one", "two"]);
+    }
+
+    #[test]
+    fn thinking_parts_stay_out_of_content() {
+        let (assembler, pieces) = run(&[
+            r#"{"choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"hmm"}]}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":" ok"}]},{"type":"text","text":"4"}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}]}"#,
+        ]);
+        assert_eq!(assembler.content(), "4!");
+        assert_eq!(assembler.choices()[0].thinking, "hmm ok");
+        let texts: Vec<u64> = pieces
+            .iter()
+            .filter_map(|piece| match piece {
+                Piece::Text { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, [0, 1]);
+    }
+
+    #[test]
+    fn choices_count_their_own_indices() {
+        let (assembler, pieces) = run(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":"b"}}]}"#,
+            r#"{"choices":[{"index":1,"delta":{"content":"c"}}]}"#,
+        ]);
+        assert_eq!(assembler.choices()[1].content, "bc");
+        assert!(pieces.contains(&Piece::Text {
+            choice: 1,
+            index: 1,
+            text: "c".into()
+        }));
+    }
+}
