@@ -1,6 +1,8 @@
 //! Event-driven streaming for Mistral AI.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "sim")]
+pub mod backend;
 pub mod bus;
 pub mod client;
 pub mod error;

@@ -123,6 +123,11 @@ impl ChatHandle {
         &self.request_id
     }
 
+    /// Whether the chat has ended (its outcome is ready).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// Cancels the chat: the connection closes and `cancelled` is
     /// published. Awaiting the handle then gives [`Error::Cancelled`].
     pub fn cancel(&self) {

@@ -475,7 +475,8 @@ impl ClientBuilder {
     }
 }
 
-fn env_value(name: &str) -> Option<String> {
+/// An environment variable's value; empty counts as unset.
+pub(crate) fn env_value(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.trim().is_empty())
 }
 

@@ -1,0 +1,196 @@
+//! `mistral-events chat` and `mistral-events replay`: one call through the
+//! bus, printed as `--events` asks.
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use mistral_events::bus::{ChatHandle, ChatOptions, ChatOutcome, MistralEventBus, SubscribeOptions};
+use mistral_events::backend::Backend;
+use mistral_events::subscribers::TracingLogger;
+use mistral_events::wire::{ChatRequest, Message};
+use mistral_events::{Client, Error, ErrorKind};
+
+use crate::args::{ChatArgs, EventsMode, ReplayArgs};
+use crate::output::{PipeClosed, StdoutSink};
+use crate::Exit;
+
+pub(crate) async fn chat(args: ChatArgs) -> Exit {
+    let backend = match Backend::from_env().await {
+        Ok(backend) => backend,
+        Err(error) => {
+            eprintln!("mistral-events: cannot start the simulator: {error}");
+            return Exit::Failed;
+        }
+    };
+    eprintln!("mistral-events: talking to {}", backend.describe());
+    let client = backend
+        .client_builder()
+        .max_retries(args.max_retries)
+        .connect_timeout(args.connect_timeout)
+        .first_byte_timeout(args.first_byte_timeout)
+        .idle_timeout(args.idle_timeout)
+        .build();
+    let client = match client {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("mistral-events: {error}");
+            return Exit::Usage;
+        }
+    };
+
+    let mut messages = Vec::new();
+    if let Some(system) = args.system {
+        messages.push(Message::system(system));
+    }
+    messages.push(Message::user(args.prompt));
+    let mut request = ChatRequest::new(args.model, messages);
+    request.max_tokens = args.max_tokens;
+
+    let bus = MistralEventBus::new(client);
+    let closed = attach_output(&bus, args.output.events);
+    let mut options = ChatOptions::new();
+    if let Some(id) = args.request_id {
+        options = options.request_id(id);
+    }
+    let handle = bus.stream_chat_with(request, options);
+    let exit = finish(&bus, handle, args.output.events, closed).await;
+
+    backend.shutdown().await;
+    exit
+}
+
+pub(crate) async fn replay(args: ReplayArgs) -> Exit {
+    let body = match read_body(&args.file).await {
+        Ok(body) => body,
+        Err(error) => {
+            eprintln!("mistral-events: cannot read {}: {error}", args.file.display());
+            return Exit::Usage;
+        }
+    };
+    // A replay never touches the network; the client only lends its idle
+    // timeout.
+    let client = match Client::builder().build() {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("mistral-events: {error}");
+            return Exit::Failed;
+        }
+    };
+    let bus = MistralEventBus::new(client);
+    let closed = attach_output(&bus, args.output.events);
+
+    // Feed the body in network-sized pieces, as a socket would.
+    let pieces: Vec<Result<Bytes, Error>> = body.chunks(16 * 1024).map(|piece| Ok(Bytes::copy_from_slice(piece))).collect();
+    let mut options = ChatOptions::new();
+    if let Some(id) = args.request_id {
+        options = options.request_id(id);
+    }
+    let handle = bus.replay(stream::iter(pieces), "replay", options);
+    finish(&bus, handle, args.output.events, closed).await
+}
+
+async fn read_body(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut body = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut body).await?;
+        return Ok(body);
+    }
+    tokio::fs::read(path).await
+}
+
+/// Registers the stdout sink (and the logger) for `mode`.
+fn attach_output(bus: &MistralEventBus, mode: EventsMode) -> PipeClosed {
+    let closed = PipeClosed::default();
+    if mode != EventsMode::None {
+        bus.register(StdoutSink::new(mode, closed.clone()), SubscribeOptions::reliable());
+        bus.register(TracingLogger::new(), SubscribeOptions::lossy());
+    }
+    closed
+}
+
+/// Waits for the call, a Ctrl-C or a closed stdout; then drains the bus and
+/// prints the summary.
+async fn finish(bus: &MistralEventBus, mut handle: ChatHandle, mode: EventsMode, closed: PipeClosed) -> Exit {
+    let mut pipe_closed = false;
+    let result = tokio::select! {
+        result = &mut handle => result,
+        _ = tokio::signal::ctrl_c() => {
+            handle.cancel();
+            handle.await
+        }
+        () = closed.wait() => {
+            pipe_closed = true;
+            handle.cancel();
+            handle.await
+        }
+    };
+    bus.shutdown().await;
+
+    if pipe_closed {
+        return Exit::Complete;
+    }
+    match result {
+        Ok(outcome) => {
+            print_summary(mode, &outcome);
+            Exit::Complete
+        }
+        Err(error) if error.kind() == ErrorKind::Cancelled => {
+            if mode != EventsMode::Jsonl {
+                eprintln!("mistral-events: interrupted");
+            }
+            Exit::Interrupted
+        }
+        Err(error) => {
+            if mode != EventsMode::Jsonl {
+                print_error(&error);
+            }
+            Exit::Failed
+        }
+    }
+}
+
+fn print_summary(mode: EventsMode, outcome: &ChatOutcome) {
+    let prompt = outcome.usage.as_ref().map_or(0, |usage| usage.prompt_tokens);
+    let completion = outcome.usage.as_ref().map_or(0, |usage| usage.completion_tokens);
+    let ttft = outcome.time_to_first_chunk.map_or(0, millis);
+    let total = millis(outcome.elapsed);
+    match mode {
+        EventsMode::None => {
+            let line = format!(
+                "complete chunks={} chars={} prompt_tokens={prompt} completion_tokens={completion} ttft_ms={ttft} total_ms={total}\n",
+                outcome.chunks,
+                outcome.content.chars().count(),
+            );
+            // A closed pipe here has nothing left to stop.
+            let _ = std::io::stdout().write_all(line.as_bytes());
+        }
+        EventsMode::Text => {
+            let usage = match &outcome.usage {
+                Some(_) => format!("{prompt} prompt + {completion} completion tokens"),
+                None => "no usage reported".to_owned(),
+            };
+            let finish = outcome
+                .finish_reason
+                .as_ref()
+                .map_or("none".to_owned(), ToString::to_string);
+            eprintln!(
+                "-- complete: {} chunks, {usage}, finish {finish}, first chunk {ttft} ms, total {total} ms",
+                outcome.chunks
+            );
+        }
+        EventsMode::Jsonl => {}
+    }
+}
+
+fn print_error(error: &Error) {
+    eprintln!("mistral-events: {} error: {error}", error.kind());
+    if !error.partial().is_empty() {
+        eprintln!("mistral-events: {} characters arrived before the failure", error.partial().chars().count());
+    }
+}
+
+fn millis(duration: Duration) -> u128 {
+    duration.as_millis()
+}
