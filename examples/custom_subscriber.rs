@@ -28,7 +28,8 @@ struct WordCounter {
 #[async_trait]
 impl Subscriber for WordCounter {
     async fn on_event(&mut self, event: Arc<Event>) -> Result<(), BoxError> {
-        if let (EventPayload::Chunk { content, .. }, Some(id)) = (&event.payload, &event.request_id) {
+        if let (EventPayload::Chunk { content, .. }, Some(id)) = (&event.payload, &event.request_id)
+        {
             *self.words.entry(id.to_string()).or_default() += content.split_whitespace().count();
         }
         Ok(())
@@ -49,7 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     bus.register(WordCounter::default(), SubscribeOptions::reliable());
 
     // A stream of the terminal events only, read in a task of its own.
-    let mut endings = bus.subscribe_with(EventFilter::all().types([EventType::Complete, EventType::Error]));
+    let mut endings =
+        bus.subscribe_with(EventFilter::all().types([EventType::Complete, EventType::Error]));
     let reader = tokio::spawn(async move {
         while let Some(Ok(event)) = endings.next().await {
             println!("{}", event.to_json());

@@ -35,11 +35,19 @@ impl Subscriber for JsonPrinter {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let simulator = Simulator::start().await?;
-    eprintln!("fault_injection: the built-in simulator at {}", simulator.base_url());
+    eprintln!(
+        "fault_injection: the built-in simulator at {}",
+        simulator.base_url()
+    );
     let client = Client::builder().base_url(simulator.base_url()).build()?;
     let bus = MistralEventBus::new(client);
     bus.register(JsonPrinter, SubscribeOptions::reliable());
-    let request = || ChatRequest::new("mistral-small-latest", vec![Message::user("Tell me a story")]);
+    let request = || {
+        ChatRequest::new(
+            "mistral-small-latest",
+            vec![Message::user("Tell me a story")],
+        )
+    };
 
     eprintln!("\n1. a 429 with Retry-After: 1, then success");
     simulator.push_fault(Fault::status(429).with_retry_after("1"));

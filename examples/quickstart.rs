@@ -37,7 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let recording = std::env::temp_dir().join("mistral-events-quickstart.jsonl");
     bus.register(TracingLogger::new(), SubscribeOptions::lossy());
     bus.register(TerminalPrinter::stdout(), SubscribeOptions::reliable());
-    bus.register(JsonlRecorder::create(&recording).await?, SubscribeOptions::reliable());
+    bus.register(
+        JsonlRecorder::create(&recording).await?,
+        SubscribeOptions::reliable(),
+    );
 
     let prompt = std::env::args()
         .nth(1)
@@ -52,7 +55,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(outcome) => {
             let tokens = outcome
                 .usage
-                .map_or("no usage reported".to_owned(), |usage| format!("{} tokens", usage.total_tokens));
+                .map_or("no usage reported".to_owned(), |usage| {
+                    format!("{} tokens", usage.total_tokens)
+                });
             eprintln!(
                 "quickstart: {} chunks, {tokens}; events recorded in {}",
                 outcome.chunks,

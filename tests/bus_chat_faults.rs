@@ -19,15 +19,27 @@ struct Setup {
     collector: Collector,
 }
 
-async fn setup(configure: impl FnOnce(mistral_events::client::ClientBuilder) -> mistral_events::client::ClientBuilder) -> Setup {
+async fn setup(
+    configure: impl FnOnce(
+        mistral_events::client::ClientBuilder,
+    ) -> mistral_events::client::ClientBuilder,
+) -> Setup {
     let sim = Simulator::start().await.unwrap();
-    let client = configure(Client::builder().base_url(sim.base_url()).api_key("sk-test"))
-        .build()
-        .unwrap();
+    let client = configure(
+        Client::builder()
+            .base_url(sim.base_url())
+            .api_key("sk-test"),
+    )
+    .build()
+    .unwrap();
     let bus = MistralEventBus::new(client);
     let collector = Collector::new();
     bus.register(collector.clone(), SubscribeOptions::reliable());
-    Setup { sim, bus, collector }
+    Setup {
+        sim,
+        bus,
+        collector,
+    }
 }
 
 fn request(tokens: u32) -> ChatRequest {
@@ -74,7 +86,9 @@ async fn non_2xx_ends_in_an_error_with_status_code_and_message_and_no_chunk() {
 
     let events = s.collector.events_for(&id("bad-model"));
     assert_eq!(types(&events), [EventType::Start, EventType::Error]);
-    let EventPayload::Error(info) = &events[1].payload else { unreachable!() };
+    let EventPayload::Error(info) = &events[1].payload else {
+        unreachable!()
+    };
     assert_eq!(info.kind, ErrorKind::Api);
     assert_eq!(info.status, Some(400));
     assert_eq!(info.code.as_deref(), Some("1500"));
@@ -97,14 +111,21 @@ async fn a_429_with_retry_after_is_waited_out_then_completes() {
     let retries: Vec<_> = events
         .iter()
         .filter_map(|event| match &event.payload {
-            EventPayload::Retry { attempt, delay_ms, reason } => Some((*attempt, *delay_ms, reason.clone())),
+            EventPayload::Retry {
+                attempt,
+                delay_ms,
+                reason,
+            } => Some((*attempt, *delay_ms, reason.clone())),
             _ => None,
         })
         .collect();
     assert_eq!(retries.len(), 1, "{retries:?}");
     let (attempt, delay_ms, reason) = &retries[0];
     assert_eq!(*attempt, 2);
-    assert!((1000..=1100).contains(delay_ms), "Retry-After: 1 gives about 1000 ms, got {delay_ms}");
+    assert!(
+        (1000..=1100).contains(delay_ms),
+        "Retry-After: 1 gives about 1000 ms, got {delay_ms}"
+    );
     assert_eq!(reason, "HTTP 429");
     assert_eq!(events.last().unwrap().event_type(), EventType::Complete);
     assert_eq!(outcome.content, answer_text(&request(5)));
@@ -113,7 +134,9 @@ async fn a_429_with_retry_after_is_waited_out_then_completes() {
 
 #[tokio::test]
 async fn two_503s_then_success_give_two_retries() {
-    let s = setup(|b| b.retry_policy(RetryPolicy::default().initial_delay(Duration::from_millis(20)))).await;
+    let s =
+        setup(|b| b.retry_policy(RetryPolicy::default().initial_delay(Duration::from_millis(20))))
+            .await;
     s.sim.push_fault(Fault::status(503));
     s.sim.push_fault(Fault::status(503));
     s.bus
@@ -122,15 +145,31 @@ async fn two_503s_then_success_give_two_retries() {
         .unwrap();
     let events = s.collector.events_for(&id("flaky"));
     let kinds = types(&events);
-    assert_eq!(kinds.iter().filter(|kind| **kind == EventType::Retry).count(), 2);
-    assert_eq!(kinds[..3], [EventType::Start, EventType::Retry, EventType::Retry]);
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|kind| **kind == EventType::Retry)
+            .count(),
+        2
+    );
+    assert_eq!(
+        kinds[..3],
+        [EventType::Start, EventType::Retry, EventType::Retry]
+    );
     assert_eq!(*kinds.last().unwrap(), EventType::Complete);
     assert_eq!(s.sim.request_count(), 3);
 }
 
 #[tokio::test]
 async fn retries_run_out_into_the_last_error() {
-    let s = setup(|b| b.retry_policy(RetryPolicy::default().max_retries(1).initial_delay(Duration::from_millis(10)))).await;
+    let s = setup(|b| {
+        b.retry_policy(
+            RetryPolicy::default()
+                .max_retries(1)
+                .initial_delay(Duration::from_millis(10)),
+        )
+    })
+    .await;
     for _ in 0..3 {
         s.sim.push_fault(Fault::status(503));
     }
@@ -157,7 +196,11 @@ async fn a_cut_stream_errors_with_the_partial_text_and_is_never_resent() {
         panic!("error event last")
     };
     assert_eq!(info.partial, received.concat());
-    assert_eq!(s.sim.request_count(), 1, "nothing is re-sent after output began");
+    assert_eq!(
+        s.sim.request_count(),
+        1,
+        "nothing is re-sent after output began"
+    );
 }
 
 #[tokio::test]
@@ -203,7 +246,8 @@ async fn a_missing_done_ends_truncated() {
 #[tokio::test]
 async fn dropping_the_handle_closes_the_connection_and_publishes_cancelled() {
     let s = setup(|b| b).await;
-    s.sim.push_faults(vec![Fault::ChunkDelay(Duration::from_millis(20))]);
+    s.sim
+        .push_faults(vec![Fault::ChunkDelay(Duration::from_millis(20))]);
     let handle = s
         .bus
         .stream_chat_with(request(1000), ChatOptions::new().request_id(id("dropped")));
@@ -214,15 +258,21 @@ async fn dropping_the_handle_closes_the_connection_and_publishes_cancelled() {
             .request(id("dropped"))
             .types([EventType::Chunk]),
     );
-    futures_util::StreamExt::next(&mut events).await.unwrap().unwrap();
+    futures_util::StreamExt::next(&mut events)
+        .await
+        .unwrap()
+        .unwrap();
     drop(handle);
 
     tokio::time::timeout(Duration::from_secs(5), s.sim.wait_for_closed_streams(1))
         .await
         .expect("the simulator saw the connection close");
-    let terminal = tokio::time::timeout(Duration::from_secs(5), s.collector.wait_for_terminal(&id("dropped")))
-        .await
-        .unwrap();
+    let terminal = tokio::time::timeout(
+        Duration::from_secs(5),
+        s.collector.wait_for_terminal(&id("dropped")),
+    )
+    .await
+    .unwrap();
     let EventPayload::Cancelled { partial } = &terminal.payload else {
         panic!("expected cancelled, got {terminal:?}")
     };
@@ -233,14 +283,21 @@ async fn dropping_the_handle_closes_the_connection_and_publishes_cancelled() {
 #[tokio::test]
 async fn cancel_ends_the_call_with_cancelled() {
     let s = setup(|b| b).await;
-    s.sim.push_faults(vec![Fault::ChunkDelay(Duration::from_millis(20))]);
-    let handle = s
-        .bus
-        .stream_chat_with(request(1000), ChatOptions::new().request_id(id("cancel-me")));
-    let mut events = s
-        .bus
-        .subscribe_with(mistral_events::bus::EventFilter::all().request(id("cancel-me")).types([EventType::Chunk]));
-    futures_util::StreamExt::next(&mut events).await.unwrap().unwrap();
+    s.sim
+        .push_faults(vec![Fault::ChunkDelay(Duration::from_millis(20))]);
+    let handle = s.bus.stream_chat_with(
+        request(1000),
+        ChatOptions::new().request_id(id("cancel-me")),
+    );
+    let mut events = s.bus.subscribe_with(
+        mistral_events::bus::EventFilter::all()
+            .request(id("cancel-me"))
+            .types([EventType::Chunk]),
+    );
+    futures_util::StreamExt::next(&mut events)
+        .await
+        .unwrap()
+        .unwrap();
     handle.cancel();
     let error = handle.await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Cancelled);
@@ -262,8 +319,15 @@ async fn a_completed_stream_equals_the_plain_answer_and_carries_meta() {
     assert_eq!(outcome.chunks, 30);
     assert!(outcome.usage.is_some());
     assert!(outcome.time_to_first_chunk.is_some());
-    assert!(outcome.correlation_id.is_some(), "mistral-correlation-id is kept");
-    assert!(plain.meta.rate_limits.remaining_requests_per_minute().is_some());
+    assert!(
+        outcome.correlation_id.is_some(),
+        "mistral-correlation-id is kept"
+    );
+    assert!(plain
+        .meta
+        .rate_limits
+        .remaining_requests_per_minute()
+        .is_some());
     let events = s.collector.events_for(&id("same"));
     assert_eq!(chunks(&events).concat(), outcome.content);
 }

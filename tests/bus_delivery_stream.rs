@@ -50,8 +50,16 @@ struct Gated {
     started: bool,
 }
 
+/// The test's side of a [`Gated`] subscriber.
+struct Control {
+    open: watch::Sender<bool>,
+    seen: Arc<Mutex<Seen>>,
+    first: Arc<Notify>,
+    terminal: Arc<Notify>,
+}
+
 impl Gated {
-    fn new() -> (Self, watch::Sender<bool>, Arc<Mutex<Seen>>, Arc<Notify>, Arc<Notify>) {
+    fn new() -> (Self, Control) {
         let (open, gate) = watch::channel(false);
         let seen = Arc::new(Mutex::new(Seen::default()));
         let first = Arc::new(Notify::new());
@@ -63,7 +71,13 @@ impl Gated {
             terminal: terminal.clone(),
             started: false,
         };
-        (subscriber, open, seen, first, terminal)
+        let control = Control {
+            open,
+            seen,
+            first,
+            terminal,
+        };
+        (subscriber, control)
     }
 }
 
@@ -95,7 +109,15 @@ impl Subscriber for Gated {
 #[tokio::test]
 async fn lossy_subscriber_behind_a_closed_gate_never_slows_the_stream() {
     let (_sim, bus) = bus().await;
-    let (gated, open, seen, _first, terminal) = Gated::new();
+    let (
+        gated,
+        Control {
+            open,
+            seen,
+            terminal,
+            ..
+        },
+    ) = Gated::new();
     let id = bus.register(gated, SubscribeOptions::lossy());
 
     // The whole stream completes while the gate is still closed.
@@ -107,7 +129,11 @@ async fn lossy_subscriber_behind_a_closed_gate_never_slows_the_stream() {
     let seen = seen.lock().unwrap();
     let missed: u64 = seen.lagged.iter().sum();
     assert!(missed > 0, "the subscriber was told it lagged");
-    assert_eq!(seen.last_type, Some(EventType::Complete), "it still sees the terminal event");
+    assert_eq!(
+        seen.last_type,
+        Some(EventType::Complete),
+        "it still sees the terminal event"
+    );
     let stats = bus.stats();
     let mine = stats.subscriber(id).unwrap();
     assert_eq!(mine.lagged, missed);
@@ -116,8 +142,18 @@ async fn lossy_subscriber_behind_a_closed_gate_never_slows_the_stream() {
 #[tokio::test]
 async fn reliable_subscriber_holds_the_stream_until_its_gate_opens_then_gets_everything() {
     let (_sim, bus) = bus().await;
-    let (gated, open, seen, first, _terminal) = Gated::new();
-    bus.register(gated, SubscribeOptions::reliable().queue(64).max_wait(Duration::from_secs(60)));
+    let (
+        gated,
+        Control {
+            open, seen, first, ..
+        },
+    ) = Gated::new();
+    bus.register(
+        gated,
+        SubscribeOptions::reliable()
+            .queue(64)
+            .max_wait(Duration::from_secs(60)),
+    );
 
     let handle = bus.stream_chat(long_request());
     first.notified().await;
@@ -126,9 +162,15 @@ async fn reliable_subscriber_holds_the_stream_until_its_gate_opens_then_gets_eve
     // allows: it cannot finish.
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(bus.stats().published < 200, "publishing is held by the full queue");
+        assert!(
+            bus.stats().published < 200,
+            "publishing is held by the full queue"
+        );
     }
-    assert!(!handle.is_finished(), "the stream cannot finish while the gate is closed");
+    assert!(
+        !handle.is_finished(),
+        "the stream cannot finish while the gate is closed"
+    );
 
     open.send_replace(true);
     let outcome = handle.await.unwrap();
@@ -136,7 +178,10 @@ async fn reliable_subscriber_holds_the_stream_until_its_gate_opens_then_gets_eve
     let seen = seen.lock().unwrap();
     assert_eq!(seen.chunk_indices.len(), CHUNKS as usize);
     assert!(
-        seen.chunk_indices.iter().enumerate().all(|(position, index)| *index == position as u64),
+        seen.chunk_indices
+            .iter()
+            .enumerate()
+            .all(|(position, index)| *index == position as u64),
         "all chunks arrive in order"
     );
     assert!(seen.lagged.is_empty());
@@ -146,27 +191,42 @@ async fn reliable_subscriber_holds_the_stream_until_its_gate_opens_then_gets_eve
 #[tokio::test]
 async fn reliable_subscriber_that_never_opens_is_detached_and_the_stream_completes() {
     let (_sim, bus) = bus().await;
-    let (gated, _open, _seen, _first, _terminal) = Gated::new();
-    let stuck = bus.register(gated, SubscribeOptions::reliable().queue(64).max_wait(Duration::from_millis(100)));
+    let (gated, _control) = Gated::new();
+    let stuck = bus.register(
+        gated,
+        SubscribeOptions::reliable()
+            .queue(64)
+            .max_wait(Duration::from_millis(100)),
+    );
     let collector = Collector::new();
     bus.register(collector.clone(), SubscribeOptions::reliable());
 
     let request_id = RequestId::new("detach-test").unwrap();
     let outcome = bus
-        .stream_chat_with(long_request(), ChatOptions::new().request_id(request_id.clone()))
+        .stream_chat_with(
+            long_request(),
+            ChatOptions::new().request_id(request_id.clone()),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.chunks, u64::from(CHUNKS));
 
     let stats = bus.stats();
-    assert!(stats.subscriber(stuck).unwrap().detached, "the stuck subscriber was detached");
+    assert!(
+        stats.subscriber(stuck).unwrap().detached,
+        "the stuck subscriber was detached"
+    );
     let failed: Vec<_> = collector
         .events()
         .into_iter()
         .filter(|event| event.event_type() == EventType::SubscriberFailed)
         .collect();
     assert_eq!(failed.len(), 1, "the detach is reported as an event");
-    assert_eq!(collector.chunks_text(&request_id), outcome.content, "the healthy subscriber got everything");
+    assert_eq!(
+        collector.chunks_text(&request_id),
+        outcome.content,
+        "the healthy subscriber got everything"
+    );
     bus.shutdown().await;
 }
 
@@ -187,14 +247,27 @@ impl Subscriber for Panicker {
 async fn a_panicking_subscriber_stops_neither_the_stream_nor_the_others() {
     let (_sim, bus) = bus().await;
     let calls = Arc::new(AtomicBool::new(false));
-    let reliable_panicker = bus.register(Panicker { calls: calls.clone() }, SubscribeOptions::reliable());
-    bus.register(Panicker { calls: calls.clone() }, SubscribeOptions::lossy());
+    let reliable_panicker = bus.register(
+        Panicker {
+            calls: calls.clone(),
+        },
+        SubscribeOptions::reliable(),
+    );
+    bus.register(
+        Panicker {
+            calls: calls.clone(),
+        },
+        SubscribeOptions::lossy(),
+    );
     let collector = Collector::new();
     bus.register(collector.clone(), SubscribeOptions::reliable());
 
     let request_id = RequestId::new("panics").unwrap();
     let outcome = bus
-        .stream_chat_with(long_request(), ChatOptions::new().request_id(request_id.clone()))
+        .stream_chat_with(
+            long_request(),
+            ChatOptions::new().request_id(request_id.clone()),
+        )
         .await
         .unwrap();
     bus.shutdown().await;
@@ -205,6 +278,10 @@ async fn a_panicking_subscriber_stops_neither_the_stream_nor_the_others() {
     assert_eq!(events.last().unwrap().event_type(), EventType::Complete);
     let stats = bus.stats();
     let panicker = stats.subscriber(reliable_panicker).unwrap();
-    assert_eq!(panicker.failed, events.len() as u64, "every panic was counted and isolated");
+    assert_eq!(
+        panicker.failed,
+        events.len() as u64,
+        "every panic was counted and isolated"
+    );
     assert!(!panicker.detached);
 }

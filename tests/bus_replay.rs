@@ -18,13 +18,22 @@ use mistral_events::wire::FinishReason;
 use mistral_events::{Client, Error, ErrorKind, RequestId};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/streams/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/streams/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
 /// Replays `body` cut into pieces of `piece` bytes and returns the events
 /// and the handle's result.
-async fn replay(body: &[u8], piece: usize) -> (Vec<Arc<Event>>, Result<mistral_events::bus::ChatOutcome, Error>) {
+async fn replay(
+    body: &[u8],
+    piece: usize,
+) -> (
+    Vec<Arc<Event>>,
+    Result<mistral_events::bus::ChatOutcome, Error>,
+) {
     let bus = MistralEventBus::new(Client::builder().build().unwrap());
     let collector = Collector::new();
     bus.register(collector.clone(), SubscribeOptions::reliable());
@@ -47,10 +56,16 @@ async fn replay(body: &[u8], piece: usize) -> (Vec<Arc<Event>>, Result<mistral_e
 /// Checks the contract every call's events keep, and returns the
 /// terminal event.
 fn check_contract(events: &[Arc<Event>]) -> Arc<Event> {
-    assert_eq!(events.first().map(|e| e.event_type()), Some(EventType::Start));
+    assert_eq!(
+        events.first().map(|e| e.event_type()),
+        Some(EventType::Start)
+    );
     let terminals: Vec<_> = events.iter().filter(|event| event.is_terminal()).collect();
     assert_eq!(terminals.len(), 1, "exactly one terminal event");
-    assert!(events.last().unwrap().is_terminal(), "terminal event comes last");
+    assert!(
+        events.last().unwrap().is_terminal(),
+        "terminal event comes last"
+    );
 
     for (position, event) in events.iter().enumerate() {
         assert_eq!(event.seq, position as u64, "seq runs from 0 with no gaps");
@@ -95,7 +110,11 @@ async fn replay_fixture(name: &str) -> (Vec<Arc<Event>>, Completion) {
     let outcome = result.expect("replay completes");
     let terminal = check_contract(&whole);
     let done = completion(&terminal).clone();
-    assert_eq!(joined_chunks(&whole), done.content, "chunks joined equal complete.content");
+    assert_eq!(
+        joined_chunks(&whole),
+        done.content,
+        "chunks joined equal complete.content"
+    );
     assert_eq!(outcome.content, done.content);
 
     for piece in [1, 7, 64] {
@@ -109,7 +128,11 @@ async fn replay_fixture(name: &str) -> (Vec<Arc<Event>>, Completion) {
                 })
                 .collect()
         };
-        assert_eq!(payloads(&split), payloads(&whole), "{name} split every {piece} bytes");
+        assert_eq!(
+            payloads(&split),
+            payloads(&whole),
+            "{name} split every {piece} bytes"
+        );
     }
     (whole, done)
 }
@@ -120,10 +143,20 @@ async fn role_only_first_chunk_and_padding_field_are_ignored() {
     assert_eq!(done.content, "The river bends eastward.");
     assert_eq!(done.finish_reason, Some(FinishReason::Stop));
     let usage = done.usage.expect("usage from the last chunk");
-    assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.total_tokens), (12, 5, 17));
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.total_tokens
+        ),
+        (12, 5, 17)
+    );
     assert_eq!(usage.extra["service_tier"], "standard");
     assert_eq!(
-        events.iter().filter(|e| e.event_type() == EventType::Chunk).count(),
+        events
+            .iter()
+            .filter(|e| e.event_type() == EventType::Chunk)
+            .count(),
         5,
         "the role-only chunk makes no event"
     );
@@ -133,7 +166,10 @@ async fn role_only_first_chunk_and_padding_field_are_ignored() {
 async fn thinking_goes_to_thinking_events_not_content() {
     let (events, done) = replay_fixture("reasoning.sse").await;
     assert_eq!(done.content, "You have five apples.");
-    assert_eq!(done.thinking.as_deref(), Some("Two apples plus three is five."));
+    assert_eq!(
+        done.thinking.as_deref(),
+        Some("Two apples plus three is five.")
+    );
     let thinking: String = events
         .iter()
         .filter_map(|event| match &event.payload {
@@ -158,13 +194,22 @@ async fn whole_tool_call_in_one_chunk_gives_one_event() {
     let calls: Vec<_> = events
         .iter()
         .filter_map(|event| match &event.payload {
-            EventPayload::ToolCall { id, name, arguments, .. } => Some((id.clone(), name.clone(), arguments.clone())),
+            EventPayload::ToolCall {
+                id,
+                name,
+                arguments,
+                ..
+            } => Some((id.clone(), name.clone(), arguments.clone())),
             _ => None,
         })
         .collect();
     assert_eq!(
         calls,
-        [("Qx7Lm2Pz9".to_owned(), "get_weather".to_owned(), r#"{"city": "Lyon"}"#.to_owned())]
+        [(
+            "Qx7Lm2Pz9".to_owned(),
+            "get_weather".to_owned(),
+            r#"{"city": "Lyon"}"#.to_owned()
+        )]
     );
     assert_eq!(done.finish_reason, Some(FinishReason::ToolCalls));
     assert_eq!(done.tool_calls.len(), 1);
@@ -178,7 +223,12 @@ async fn fragmented_tool_call_is_joined_by_index_into_one_event() {
     let calls: Vec<_> = events
         .iter()
         .filter_map(|event| match &event.payload {
-            EventPayload::ToolCall { id, name, arguments, .. } => Some((id.clone(), name.clone(), arguments.clone())),
+            EventPayload::ToolCall {
+                id,
+                name,
+                arguments,
+                ..
+            } => Some((id.clone(), name.clone(), arguments.clone())),
             _ => None,
         })
         .collect();
@@ -191,7 +241,8 @@ async fn fragmented_tool_call_is_joined_by_index_into_one_event() {
         )]
     );
     assert_eq!(done.tool_calls.len(), 1);
-    let arguments: serde_json::Value = serde_json::from_str(&done.tool_calls[0].function.arguments).unwrap();
+    let arguments: serde_json::Value =
+        serde_json::from_str(&done.tool_calls[0].function.arguments).unwrap();
     assert_eq!(arguments["limit"], 3);
 }
 
@@ -201,7 +252,10 @@ async fn absent_usage_stays_absent() {
     assert_eq!(done.content, "No usage here.");
     assert!(done.usage.is_none());
     let json: serde_json::Value = serde_json::from_str(&events.last().unwrap().to_json()).unwrap();
-    assert!(json.get("usage").is_none(), "no usage key in the complete event: {json}");
+    assert!(
+        json.get("usage").is_none(),
+        "no usage key in the complete event: {json}"
+    );
 }
 
 #[tokio::test]
@@ -259,7 +313,10 @@ async fn unknown_fields_and_enum_values_parse() {
     check_contract(&events);
     let outcome = result.expect("unknown things parse");
     assert_eq!(outcome.content, "Hi!");
-    assert_eq!(outcome.finish_reason, Some(FinishReason::Other("dreamt_off".into())));
+    assert_eq!(
+        outcome.finish_reason,
+        Some(FinishReason::Other("dreamt_off".into()))
+    );
     assert_eq!(outcome.usage.unwrap().extra["quantum_tokens"], 9);
 }
 
@@ -282,7 +339,9 @@ async fn idle_gap_in_a_recorded_body_is_a_timeout() {
             .build()
             .unwrap(),
     );
-    let first = Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n");
+    let first = Bytes::from_static(
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+    );
     let body = stream::iter([Ok(first)]).chain(stream::pending());
     let result = bus.replay(body, "fixture", ChatOptions::new()).await;
     let error = result.expect_err("stalled body");

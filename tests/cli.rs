@@ -21,7 +21,10 @@ fn command() -> Command {
 }
 
 fn run(command: &mut Command) -> Output {
-    command.stdin(Stdio::null()).output().expect("the binary runs")
+    command
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -39,7 +42,10 @@ fn parse_events(stdout: &[u8]) -> Vec<Event> {
 fn chat_with_no_key_uses_the_simulator_and_prints_the_answer() {
     let output = run(command().args(["chat", "Say hi"]));
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let expected = answer_text(&ChatRequest::new("mistral-small-latest", vec![Message::user("Say hi")]));
+    let expected = answer_text(&ChatRequest::new(
+        "mistral-small-latest",
+        vec![Message::user("Say hi")],
+    ));
     assert_eq!(text(&output.stdout), format!("{expected}\n"));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("simulator"), "says which server: {stderr}");
@@ -48,12 +54,23 @@ fn chat_with_no_key_uses_the_simulator_and_prints_the_answer() {
 
 #[test]
 fn events_jsonl_prints_every_event_and_nothing_else() {
-    let output = run(command().args(["chat", "--events", "jsonl", "--request-id", "cli-1", "--system", "Be brief.", "Hello"]));
+    let output = run(command().args([
+        "chat",
+        "--events",
+        "jsonl",
+        "--request-id",
+        "cli-1",
+        "--system",
+        "Be brief.",
+        "Hello",
+    ]));
     assert!(output.status.success(), "{}", text(&output.stderr));
     let events = parse_events(&output.stdout);
     assert_eq!(events.first().unwrap().event_type(), EventType::Start);
     assert_eq!(events.last().unwrap().event_type(), EventType::Complete);
-    assert!(events.iter().all(|event| event.request_id.as_ref().map(|id| id.as_str()) == Some("cli-1")));
+    assert!(events
+        .iter()
+        .all(|event| event.request_id.as_ref().map(|id| id.as_str()) == Some("cli-1")));
     for (position, event) in events.iter().enumerate() {
         assert_eq!(event.seq, position as u64);
     }
@@ -64,7 +81,9 @@ fn events_jsonl_prints_every_event_and_nothing_else() {
             _ => None,
         })
         .collect();
-    let EventPayload::Complete(done) = &events.last().unwrap().payload else { unreachable!() };
+    let EventPayload::Complete(done) = &events.last().unwrap().payload else {
+        unreachable!()
+    };
     assert_eq!(joined, done.content);
 }
 
@@ -85,22 +104,44 @@ fn events_none_prints_one_summary_line() {
         })
         .collect();
     let names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["chunks", "chars", "prompt_tokens", "completion_tokens", "ttft_ms", "total_ms"]);
+    assert_eq!(
+        names,
+        [
+            "chunks",
+            "chars",
+            "prompt_tokens",
+            "completion_tokens",
+            "ttft_ms",
+            "total_ms"
+        ]
+    );
     assert_eq!(fields[0].1, 7, "max-tokens 7 gives 7 chunks");
     assert_eq!(fields[3].1, 7);
 }
 
 #[test]
 fn every_command_has_help() {
-    for args in [vec!["--help"], vec!["chat", "--help"], vec!["sim", "--help"], vec!["replay", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["chat", "--help"],
+        vec!["sim", "--help"],
+        vec!["replay", "--help"],
+    ] {
         let output = run(command().args(&args));
         assert!(output.status.success(), "{args:?}");
         assert!(text(&output.stdout).contains("Usage"), "{args:?}");
     }
     let chat_help = text(&run(command().args(["chat", "--help"])).stdout);
     for option in [
-        "--model", "--system", "--max-tokens", "--request-id", "--max-retries", "--connect-timeout",
-        "--first-byte-timeout", "--idle-timeout", "--events",
+        "--model",
+        "--system",
+        "--max-tokens",
+        "--request-id",
+        "--max-retries",
+        "--connect-timeout",
+        "--first-byte-timeout",
+        "--idle-timeout",
+        "--events",
     ] {
         assert!(chat_help.contains(option), "chat --help lists {option}");
     }
@@ -109,16 +150,36 @@ fn every_command_has_help() {
 #[test]
 fn usage_errors_exit_with_2() {
     assert_eq!(run(command().args(["chat"])).status.code(), Some(2));
-    assert_eq!(run(command().args(["chat", "--events", "xml", "hi"])).status.code(), Some(2));
-    assert_eq!(run(command().args(["chat", "--idle-timeout", "soon", "hi"])).status.code(), Some(2));
-    assert_eq!(run(command().args(["chat", "--request-id", "has space", "hi"])).status.code(), Some(2));
+    assert_eq!(
+        run(command().args(["chat", "--events", "xml", "hi"]))
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(command().args(["chat", "--idle-timeout", "soon", "hi"]))
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(command().args(["chat", "--request-id", "has space", "hi"]))
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(run(command().args(["frobnicate"])).status.code(), Some(2));
-    let bad_url = run(command().env("MISTRAL_BASE_URL", "ftp://nowhere").args(["chat", "hi"]));
+    let bad_url = run(command()
+        .env("MISTRAL_BASE_URL", "ftp://nowhere")
+        .args(["chat", "hi"]));
     assert_eq!(bad_url.status.code(), Some(2), "{}", text(&bad_url.stderr));
 }
 
 /// Starts a simulator on its own runtime thread and returns its URL.
-fn simulator(faults: Vec<Fault>, chunk_delay: Option<Duration>) -> (String, std::sync::mpsc::Sender<()>) {
+fn simulator(
+    faults: Vec<Fault>,
+    chunk_delay: Option<Duration>,
+) -> (String, std::sync::mpsc::Sender<()>) {
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
@@ -133,7 +194,9 @@ fn simulator(faults: Vec<Fault>, chunk_delay: Option<Duration>) -> (String, std:
             }
             let sim = builder.start().await.unwrap();
             url_tx.send(sim.base_url()).unwrap();
-            tokio::task::spawn_blocking(move || stop_rx.recv()).await.ok();
+            tokio::task::spawn_blocking(move || stop_rx.recv())
+                .await
+                .ok();
             sim.shutdown().await;
         });
     });
@@ -148,7 +211,9 @@ fn an_api_error_exits_with_1_and_says_why() {
         )],
         None,
     );
-    let output = run(command().env("MISTRAL_BASE_URL", &url).args(["chat", "--model", "nope", "hi"]));
+    let output = run(command()
+        .env("MISTRAL_BASE_URL", &url)
+        .args(["chat", "--model", "nope", "hi"]));
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains(&url), "names the server: {stderr}");
@@ -159,9 +224,14 @@ fn an_api_error_exits_with_1_and_says_why() {
 #[test]
 fn a_stall_past_idle_timeout_ends_in_a_timeout_event() {
     let (url, _stop) = simulator(vec![Fault::StallAfter(2)], None);
-    let output = run(command()
-        .env("MISTRAL_BASE_URL", &url)
-        .args(["chat", "--events", "jsonl", "--idle-timeout", "300ms", "hi"]));
+    let output = run(command().env("MISTRAL_BASE_URL", &url).args([
+        "chat",
+        "--events",
+        "jsonl",
+        "--idle-timeout",
+        "300ms",
+        "hi",
+    ]));
     assert_eq!(output.status.code(), Some(1));
     let events = parse_events(&output.stdout);
     let EventPayload::Error(info) = &events.last().unwrap().payload else {
@@ -173,14 +243,23 @@ fn a_stall_past_idle_timeout_ends_in_a_timeout_event() {
 
 #[test]
 fn replay_runs_a_captured_body_through_the_bus() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/streams/text_with_padding.sse");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/streams/text_with_padding.sse"
+    );
     let output = run(command().args(["replay", path]));
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "The river bends eastward.\n");
 
     let output = run(command().args(["replay", "--events", "jsonl", path]));
     let events = parse_events(&output.stdout);
-    assert_eq!(events.iter().filter(|e| e.event_type() == EventType::Chunk).count(), 5);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event_type() == EventType::Chunk)
+            .count(),
+        5
+    );
 
     let missing = run(command().args(["replay", "/nonexistent/body.sse"]));
     assert_eq!(missing.status.code(), Some(2));
@@ -205,7 +284,12 @@ fn a_closed_stdout_pipe_ends_quietly() {
 
     let status = child.wait().unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.to_lowercase().contains("broken pipe"), "{stderr}");
     assert_eq!(status.code(), Some(0), "{stderr}");
@@ -227,14 +311,20 @@ fn ctrl_c_publishes_cancelled_and_exits_130() {
     // Wait for the first chunk, then interrupt.
     loop {
         let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "stream ended early");
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "stream ended early"
+        );
         let is_chunk = line.contains("\"chunk\"");
         lines.push(line);
         if is_chunk {
             break;
         }
     }
-    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
@@ -254,16 +344,25 @@ fn sim_command_serves_until_stopped() {
         .spawn()
         .unwrap();
     let mut url = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
     let url = url.trim().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     // The first request meets the scripted 503; the CLI retries it away.
-    let output = run(command().env("MISTRAL_BASE_URL", &url).args(["chat", "--events", "jsonl", "hi"]));
+    let output = run(command()
+        .env("MISTRAL_BASE_URL", &url)
+        .args(["chat", "--events", "jsonl", "hi"]));
     assert!(output.status.success());
     let events = parse_events(&output.stdout);
-    assert!(events.iter().any(|event| event.event_type() == EventType::Retry));
+    assert!(events
+        .iter()
+        .any(|event| event.event_type() == EventType::Retry));
 
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(child.wait().unwrap().success());
 }

@@ -39,7 +39,10 @@ async fn chat_sends_the_key_agent_and_headers_and_reads_meta() {
             "max_tokens": 8
         })))
         .with_header("content-type", "application/json")
-        .with_header("mistral-correlation-id", "019a0000-0000-7000-8000-000000000001")
+        .with_header(
+            "mistral-correlation-id",
+            "019a0000-0000-7000-8000-000000000001",
+        )
         .with_header("x-ratelimit-limit-req-minute", "720")
         .with_header("x-ratelimit-remaining-req-minute", "717")
         .with_header("x-ratelimit-tokens-query-cost", "10")
@@ -57,9 +60,15 @@ async fn chat_sends_the_key_agent_and_headers_and_reads_meta() {
     mock.assert_async().await;
 
     assert_eq!(answer.response.text(), "Hi!");
-    assert_eq!(answer.meta.correlation_id.as_deref(), Some("019a0000-0000-7000-8000-000000000001"));
+    assert_eq!(
+        answer.meta.correlation_id.as_deref(),
+        Some("019a0000-0000-7000-8000-000000000001")
+    );
     assert_eq!(answer.meta.rate_limits.get("limit-req-minute"), Some(720));
-    assert_eq!(answer.meta.rate_limits.remaining_requests_per_minute(), Some(717));
+    assert_eq!(
+        answer.meta.rate_limits.remaining_requests_per_minute(),
+        Some(717)
+    );
     assert_eq!(answer.meta.rate_limits.query_cost(), Some(10));
 }
 
@@ -88,11 +97,20 @@ async fn chat_stream_asks_for_a_stream_and_sends_nothing_mistral_rejects() {
     assert!(!body.contains("stream_options") && !body.contains("\"user\":"));
 }
 
+/// Status, body, and the message, code and type the error must carry.
+type ErrorCase = (
+    usize,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
 /// Each error body shape Mistral and its proxies send, with what the
 /// error must say.
 #[tokio::test]
 async fn every_error_body_shape_fills_message_code_and_type() {
-    let cases: &[(usize, &str, &str, Option<&str>, Option<&str>)] = &[
+    let cases: &[ErrorCase] = &[
         (
             400,
             r#"{"object":"error","message":"Unexpected role 'user' after role 'tool'","type":"invalid_request_message_order","param":null,"code":"3230"}"#,
@@ -107,7 +125,13 @@ async fn every_error_body_shape_fills_message_code_and_type() {
             None,
             None,
         ),
-        (401, r#"{"detail":"Unauthorized"}"#, "Unauthorized", None, None),
+        (
+            401,
+            r#"{"detail":"Unauthorized"}"#,
+            "Unauthorized",
+            None,
+            None,
+        ),
         (
             422,
             r#"{"detail":[{"type":"extra_forbidden","loc":["body","max_completion_tokens"],"msg":"Extra inputs are not permitted","input":32000}]}"#,
@@ -129,7 +153,13 @@ async fn every_error_body_shape_fills_message_code_and_type() {
             Some("1300"),
             Some("rate_limited"),
         ),
-        (429, r#"{"message":"Requests rate limit exceeded"}"#, "Requests rate limit exceeded", None, None),
+        (
+            429,
+            r#"{"message":"Requests rate limit exceeded"}"#,
+            "Requests rate limit exceeded",
+            None,
+            None,
+        ),
         (
             503,
             r#"{"object":"error","message":"Service tier capacity exceeded for this model.","type":"service_tier_capacity_exceeded","param":null,"code":"3505"}"#,
@@ -137,7 +167,13 @@ async fn every_error_body_shape_fills_message_code_and_type() {
             Some("3505"),
             Some("service_tier_capacity_exceeded"),
         ),
-        (502, "<html><body><h1>502 Bad Gateway</h1></body></html>", "502 Bad Gateway", None, None),
+        (
+            502,
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+            "502 Bad Gateway",
+            None,
+            None,
+        ),
     ];
     let mut server = mockito::Server::new_async().await;
     for (status, body, message, code, error_type) in cases {
@@ -151,13 +187,20 @@ async fn every_error_body_shape_fills_message_code_and_type() {
             .await;
         let error = client(&server).chat(request()).await.unwrap_err();
         assert_eq!(error.status(), Some(*status as u16), "{body}");
-        assert!(error.to_string().contains(message), "{error} lacks {message}");
+        assert!(
+            error.to_string().contains(message),
+            "{error} lacks {message}"
+        );
         assert_eq!(error.code(), *code, "{body}");
         assert_eq!(error.error_type(), *error_type, "{body}");
         let meta = error.meta().expect("meta on API errors");
         assert_eq!(meta.correlation_id.as_deref(), Some("corr-1"));
         assert_eq!(meta.rate_limits.remaining_requests_per_minute(), Some(0));
-        let expected = if *status == 429 { ErrorKind::RateLimited } else { ErrorKind::Api };
+        let expected = if *status == 429 {
+            ErrorKind::RateLimited
+        } else {
+            ErrorKind::Api
+        };
         assert_eq!(error.kind(), expected);
         mock.remove_async().await;
     }
@@ -220,7 +263,10 @@ async fn first_byte_timeout_is_a_timeout_error() {
 #[tokio::test]
 async fn refused_connection_is_a_connection_error() {
     // Bind and drop to find a port nobody listens on.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let client = Client::builder()
         .base_url(format!("http://{addr}"))
         .retry_policy(RetryPolicy::none())
@@ -228,7 +274,10 @@ async fn refused_connection_is_a_connection_error() {
         .unwrap();
     let error = client.chat(request()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Connection);
-    assert!(std::error::Error::source(&error).is_some(), "the transport error is kept as source");
+    assert!(
+        std::error::Error::source(&error).is_some(),
+        "the transport error is kept as source"
+    );
 }
 
 #[tokio::test]

@@ -66,11 +66,17 @@ async fn the_key_is_never_printed_logged_or_published() {
     sim.push_fault(Fault::status(401).with_body(r#"{"detail":"Unauthorized"}"#));
     let error = bus.stream_chat(request()).await.unwrap_err();
     shown.push(format!("{error} {error:?}"));
-    let error = client.chat(request().max_tokens(1)).await.map(|r| r.response.text());
+    let error = client
+        .chat(request().max_tokens(1))
+        .await
+        .map(|r| r.response.text());
     shown.push(format!("{error:?}"));
 
     // A connection that cannot be made.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let unreachable = Client::builder()
         .base_url(format!("http://{dead}"))
         .api_key(KEY)
@@ -96,12 +102,21 @@ async fn the_key_is_never_printed_logged_or_published() {
         shown.push(format!("{request:?}"));
     }
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("mistral_events"), "the logs were captured: {logs}");
+    assert!(
+        logs.contains("mistral_events"),
+        "the logs were captured: {logs}"
+    );
     assert!(collector.events().len() > 10);
 
     for text in shown.iter().chain(std::iter::once(&logs)) {
         assert!(!text.contains(KEY), "the key leaked into: {text}");
-        assert!(!text.contains("7Hq2Vx9Lp4Zr"), "part of the key leaked into: {text}");
+        assert!(
+            !text.contains("7Hq2Vx9Lp4Zr"),
+            "part of the key leaked into: {text}"
+        );
     }
-    assert!(sim.requests().iter().all(|request| request.authorization), "the key was sent");
+    assert!(
+        sim.requests().iter().all(|request| request.authorization),
+        "the key was sent"
+    );
 }

@@ -810,38 +810,3 @@ fn answer_helpers_agree_with_each_other() {
         answer_text(&request)
     );
 }
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore]
-async fn zz_perf_scratch() {
-    let sim = Simulator::start().await.unwrap();
-    let body = streaming(with(chat_body("Long"), "metadata", json!({ "sim_tokens": 100000 })));
-    let started = Instant::now();
-    let mut response = post(&sim, &body).await;
-    let mut bytes = 0usize;
-    let mut frames = 0usize;
-    while let Some(chunk) = response.chunk().await.unwrap() {
-        bytes += chunk.len();
-        frames += 1;
-    }
-    eprintln!("100k: {bytes} bytes in {frames} frames, {:?}", started.elapsed());
-
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-    let started = Instant::now();
-    let mut held = Vec::new();
-    for _ in 0..10_000 {
-        let response = client
-            .post(format!("{}/v1/chat/completions", sim.base_url()))
-            .header("x-sim-fault", "stall-after=1")
-            .json(&streaming(chat_body("Hi")))
-            .send();
-        held.push(response);
-    }
-    let held = futures_util::future::join_all(held).await;
-    eprintln!("10k streams open: {} in {:?}", sim.open_streams(), started.elapsed());
-    assert!(held.iter().all(|r| r.is_ok()));
-    drop(held);
-    tokio::time::timeout(Duration::from_secs(20), sim.wait_for_closed_streams(10_000)).await.unwrap();
-    eprintln!("closed: {} in {:?}", sim.closed_streams(), started.elapsed());
-    sim.shutdown().await;
-}

@@ -24,7 +24,11 @@ fn all_four_roles_and_the_assistant_prefix() {
         Message::user("Weather?"),
         Message::Assistant {
             content: Some(Content::Text(String::new())),
-            tool_calls: Some(vec![ToolCall::new("Ab3dE9xYz", "get_weather", r#"{"city":"Paris"}"#)]),
+            tool_calls: Some(vec![ToolCall::new(
+                "Ab3dE9xYz",
+                "get_weather",
+                r#"{"city":"Paris"}"#,
+            )]),
             prefix: false,
         },
         Message::tool("Ab3dE9xYz", "22C"),
@@ -38,10 +42,19 @@ fn all_four_roles_and_the_assistant_prefix() {
         .map(|m| m["role"].as_str().unwrap())
         .collect();
     assert_eq!(roles, ["system", "user", "assistant", "tool", "assistant"]);
-    assert_eq!(json["messages"][2]["tool_calls"][0]["function"]["name"], "get_weather");
-    assert!(json["messages"][2].get("prefix").is_none(), "prefix false is left out");
+    assert_eq!(
+        json["messages"][2]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
+    assert!(
+        json["messages"][2].get("prefix").is_none(),
+        "prefix false is left out"
+    );
     assert_eq!(json["messages"][3]["tool_call_id"], "Ab3dE9xYz");
-    assert_eq!(json["messages"][4], json!({"role":"assistant","content":"It is","prefix":true}));
+    assert_eq!(
+        json["messages"][4],
+        json!({"role":"assistant","content":"It is","prefix":true})
+    );
 }
 
 #[test]
@@ -124,11 +137,17 @@ fn content_as_string_null_and_parts() {
     ]}))
     .unwrap();
     assert_eq!(parts.text(), "What is in this?");
-    let Message::User { content: Some(Content::Parts(parts)) } = parts else {
+    let Message::User {
+        content: Some(Content::Parts(parts)),
+    } = parts
+    else {
         panic!("expected parts");
     };
     assert!(matches!(parts[1], ContentPart::ImageUrl { .. }));
-    assert!(matches!(parts[3], ContentPart::Other(_)), "unknown part type is kept");
+    assert!(
+        matches!(parts[3], ContentPart::Other(_)),
+        "unknown part type is kept"
+    );
     let round_trip = serde_json::to_value(&parts[3]).unwrap();
     assert_eq!(round_trip, json!({"type":"input_audio","input_audio":"…"}));
 }
@@ -179,7 +198,8 @@ fn reasoning_response_splits_thinking_from_text() {
 #[test]
 fn arguments_sent_as_an_object_become_json_text() {
     let call: ToolCall =
-        serde_json::from_value(json!({"id":"x","function":{"name":"f","arguments":{"a":1}}})).unwrap();
+        serde_json::from_value(json!({"id":"x","function":{"name":"f","arguments":{"a":1}}}))
+            .unwrap();
     let parsed: Value = serde_json::from_str(&call.function.arguments).unwrap();
     assert_eq!(parsed, json!({"a":1}));
 }

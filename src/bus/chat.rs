@@ -213,7 +213,13 @@ impl MistralEventBus {
         self.spawn_chat(stream, model.into(), false, options)
     }
 
-    fn spawn_chat(&self, stream: ChatStream, model: String, multi: bool, options: ChatOptions) -> ChatHandle {
+    fn spawn_chat(
+        &self,
+        stream: ChatStream,
+        model: String,
+        multi: bool,
+        options: ChatOptions,
+    ) -> ChatHandle {
         let request_id = options.request_id.unwrap_or_else(RequestId::generate);
         let (cancel, cancelled) = watch::channel(false);
         let driver = Driver {
@@ -256,7 +262,10 @@ impl Driver {
         mut cancelled: watch::Receiver<bool>,
     ) -> Result<ChatOutcome, Error> {
         let started = Instant::now();
-        self.publish(EventPayload::Start { model: model.clone() }).await;
+        self.publish(EventPayload::Start {
+            model: model.clone(),
+        })
+        .await;
 
         let mut assembler = ChatAssembler::new();
         let mut pieces = Vec::new();
@@ -324,7 +333,8 @@ impl Driver {
                         .map(|state| state.tool_calls.clone())
                         .unwrap_or_default(),
                     usage: assembler.usage().cloned(),
-                    finish_reason: first_choice(&assembler).and_then(|state| state.finish_reason.clone()),
+                    finish_reason: first_choice(&assembler)
+                        .and_then(|state| state.finish_reason.clone()),
                     chunks: assembler.choices().iter().map(|state| state.chunks).sum(),
                     time_to_first_chunk: first_output,
                     elapsed: started.elapsed(),

@@ -144,12 +144,12 @@
 //! # }
 //! ```
 
+mod chat;
 mod dispatch;
 mod queue;
 mod stats;
 mod stream;
 mod subscriber;
-mod chat;
 
 use std::fmt;
 use std::future::Future;
@@ -168,7 +168,7 @@ pub use subscriber::{Delivery, SubscribeOptions, Subscriber, SubscriberId};
 use crate::client::Client;
 use crate::event::{Event, EventPayload};
 use dispatch::TaskContext;
-use queue::{QueueFailure, ReliableQueue};
+use queue::{Offer, QueueFailure, ReliableQueue};
 use stats::Counters;
 
 /// The target of the bus's own log lines.
@@ -402,9 +402,17 @@ impl MistralEventBus {
     async fn deliver_reliable(&self, event: &Arc<Event>) {
         let queues = self.inner.reliable_queues();
         for queue in queues.iter() {
-            if let Err(failure) = queue.offer(event).await {
-                self.detach(queue, failure).await;
-            }
+            let failure = match queue.try_offer(event) {
+                Offer::Done => continue,
+                Offer::Failed(failure) => failure,
+                // Boxed: the wait holds a timer, which would otherwise
+                // weigh on every publish future, and it is rare.
+                Offer::Full(event) => match Box::pin(queue.wait_for_room(event)).await {
+                    Ok(()) => continue,
+                    Err(failure) => failure,
+                },
+            };
+            self.detach(queue, failure).await;
         }
     }
 

@@ -40,23 +40,38 @@ impl fmt::Display for QueueFailure {
     }
 }
 
+/// What became of an offered event.
+#[derive(Debug)]
+pub(crate) enum Offer {
+    /// Queued, or not wanted by the filter.
+    Done,
+    /// The queue is full; the event is handed back for
+    /// [`ReliableQueue::wait_for_room`].
+    Full(Arc<Event>),
+    /// The queue takes no more events.
+    Failed(QueueFailure),
+}
+
 impl ReliableQueue {
-    /// Queues `event` if the filter wants it, waiting up to the maximum for
-    /// room.
-    pub(crate) async fn offer(&self, event: &Arc<Event>) -> Result<(), QueueFailure> {
+    /// Queues `event` if there is room and the filter wants it.
+    ///
+    /// Not async: the common case, room in the queue, costs no timer, and
+    /// keeps the publish future small.
+    pub(crate) fn try_offer(&self, event: &Arc<Event>) -> Offer {
         // A publisher holding an older snapshot may still see a queue that
         // another one detached; it must not wait on it again.
         if !self.filter.matches(event) || self.counters.is_detached() {
-            return Ok(());
+            return Offer::Done;
         }
+        match self.sender.try_send(Arc::clone(event)) {
+            Ok(()) => Offer::Done,
+            Err(TrySendError::Full(event)) => Offer::Full(event),
+            Err(TrySendError::Closed(_)) => Offer::Failed(QueueFailure::Stopped),
+        }
+    }
 
-        // The common case, room in the queue, costs no timer.
-        let event = match self.sender.try_send(Arc::clone(event)) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(event)) => event,
-            Err(TrySendError::Closed(_)) => return Err(QueueFailure::Stopped),
-        };
-
+    /// Waits for room in the full queue, up to the maximum wait.
+    pub(crate) async fn wait_for_room(&self, event: Arc<Event>) -> Result<(), QueueFailure> {
         match self.sender.send_timeout(event, self.max_wait).await {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Timeout(_)) => Err(QueueFailure::Stuck(self.max_wait)),

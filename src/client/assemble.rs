@@ -267,7 +267,9 @@ fn merge_fragment(open: &mut ToolCall, fragment: ToolCall) {
     if open.function.name.is_empty() {
         open.function.name = fragment.function.name;
     }
-    open.function.arguments.push_str(&fragment.function.arguments);
+    open.function
+        .arguments
+        .push_str(&fragment.function.arguments);
 }
 
 #[cfg(test)]
@@ -316,7 +318,10 @@ mod tests {
         let (_, pieces) = run(&[
             r#"{"choices":[{"index":0,"delta":{"content":null,"tool_calls":[{"id":"aaaaaaaaa","function":{"name":"one","arguments":"{}"}},{"id":"bbbbbbbbb","function":{"name":"two","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
         ]);
-        let names: Vec<&str> = calls(&pieces).iter().map(|call| call.function.name.as_str()).collect();
+        let names: Vec<&str> = calls(&pieces)
+            .iter()
+            .map(|call| call.function.name.as_str())
+            .collect();
         assert_eq!(names, ["one", "two"]);
     }
 

@@ -42,7 +42,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 pub use assemble::{ChatAssembler, ChoiceState, Piece};
@@ -218,7 +220,11 @@ impl Client {
     }
 
     /// One POST attempt: a 2xx response, or the error it turned into.
-    pub(crate) async fn send_once(&self, path: &str, body: Bytes) -> Result<reqwest::Response, Error> {
+    pub(crate) async fn send_once(
+        &self,
+        path: &str,
+        body: Bytes,
+    ) -> Result<reqwest::Response, Error> {
         let request = self
             .inner
             .http
@@ -240,7 +246,10 @@ impl Client {
 
     /// Sends, applies the first-byte timeout, and turns non-2xx answers into
     /// errors.
-    async fn finish_send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
+    async fn finish_send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
         let timeouts = self.inner.timeouts;
         tracing::trace!(target: "mistral_events::client", "sending request");
         let response = match tokio::time::timeout(timeouts.first_byte, request.send()).await {
@@ -272,7 +281,11 @@ impl Client {
 
     /// Reads a whole body, at most `limit` bytes, with the idle timeout
     /// between reads.
-    async fn read_body(&self, mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, Error> {
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, Error> {
         let idle = self.inner.timeouts.idle;
         let mut body = Vec::new();
         loop {
@@ -305,7 +318,8 @@ impl Client {
         if let Some(key) = &self.inner.api_key {
             // Built per request from the secret; marked sensitive so that
             // hyper and reqwest never print it.
-            if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())) {
+            if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+            {
                 value.set_sensitive(true);
                 headers.insert(AUTHORIZATION, value);
             }
@@ -477,7 +491,9 @@ impl ClientBuilder {
 
 /// An environment variable's value; empty counts as unset.
 pub(crate) fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
 }
 
 /// Checks an origin and strips its trailing slash.
@@ -509,21 +525,41 @@ mod tests {
 
     #[test]
     fn base_url_drops_the_trailing_slash_and_keeps_a_prefix() {
-        assert_eq!(normalise_base_url("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080");
-        assert_eq!(normalise_base_url("https://proxy.example/mistral").unwrap(), "https://proxy.example/mistral");
+        assert_eq!(
+            normalise_base_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            normalise_base_url("https://proxy.example/mistral").unwrap(),
+            "https://proxy.example/mistral"
+        );
     }
 
     #[test]
     fn base_url_rejects_v1_other_schemes_and_junk() {
-        for bad in ["https://api.mistral.ai/v1", "ftp://host", "not a url", "http://h/?q=1"] {
-            assert!(matches!(normalise_base_url(bad), Err(Error::Config(_))), "{bad}");
+        for bad in [
+            "https://api.mistral.ai/v1",
+            "ftp://host",
+            "not a url",
+            "http://h/?q=1",
+        ] {
+            assert!(
+                matches!(normalise_base_url(bad), Err(Error::Config(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn debug_output_hides_the_key() {
-        let client = Client::builder().api_key("sk-very-secret-key").build().unwrap();
-        let shown = format!("{client:?} {:?}", Client::builder().api_key("sk-very-secret-key"));
+        let client = Client::builder()
+            .api_key("sk-very-secret-key")
+            .build()
+            .unwrap();
+        let shown = format!(
+            "{client:?} {:?}",
+            Client::builder().api_key("sk-very-secret-key")
+        );
         assert!(!shown.contains("sk-very-secret-key"), "{shown}");
         assert!(shown.contains("[redacted]"));
     }

@@ -149,7 +149,10 @@ mod tests {
         let caps = [1, 2, 4, 4, 4];
         for cap in caps {
             let plan = state.plan(&error).expect("retry");
-            assert!(plan.delay <= Duration::from_secs(cap), "{plan:?} over {cap}s");
+            assert!(
+                plan.delay <= Duration::from_secs(cap),
+                "{plan:?} over {cap}s"
+            );
         }
     }
 

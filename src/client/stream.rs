@@ -158,7 +158,10 @@ impl ChatStream {
     /// A stream over a recorded SSE body, as if it had come from the API:
     /// the same decoder, framing rules and errors, with `idle_limit` between
     /// pieces. It yields no `Connected` item: a recording has no headers.
-    pub fn from_body(body: impl Stream<Item = Result<Bytes, Error>> + Send + 'static, idle_limit: Duration) -> Self {
+    pub fn from_body(
+        body: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
+        idle_limit: Duration,
+    ) -> Self {
         Self {
             state: State::Reading {
                 body: body.boxed(),
@@ -194,7 +197,9 @@ impl ChatStream {
                     let attempt = {
                         let client = client.clone();
                         let body = body.clone();
-                        Box::pin(async move { client.send_once("/v1/chat/completions", body).await })
+                        Box::pin(
+                            async move { client.send_once("/v1/chat/completions", body).await },
+                        )
                     };
                     self.state = State::Connecting {
                         client,
@@ -219,11 +224,14 @@ impl ChatStream {
                         return Poll::Pending;
                     }
                     Poll::Ready(Ok(response)) => {
-                        let meta = ResponseMeta::from_parts(response.status().as_u16(), response.headers());
+                        let meta = ResponseMeta::from_parts(
+                            response.status().as_u16(),
+                            response.headers(),
+                        );
                         let connect = client.timeouts().connect;
-                        let bytes = response
-                            .bytes_stream()
-                            .map(move |piece| piece.map_err(|error| Error::from_reqwest(error, connect)));
+                        let bytes = response.bytes_stream().map(move |piece| {
+                            piece.map_err(|error| Error::from_reqwest(error, connect))
+                        });
                         self.state = State::Reading {
                             body: bytes.boxed(),
                             idle: Box::pin(tokio::time::sleep(self.idle_limit)),

@@ -121,7 +121,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
 pub use answer::{answer_text, answer_tokens};
@@ -133,6 +133,9 @@ use state::{Settings, Shared};
 /// How long [`Simulator::shutdown`] waits for connections to finish before
 /// it stops the server outright.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The accept queue length asked for; the system may cap it.
+const ACCEPT_BACKLOG: u32 = 8192;
 
 /// A running simulator: a cheap handle to the server and what it saw.
 ///
@@ -317,7 +320,7 @@ impl SimulatorBuilder {
 
     /// Binds the port and starts serving in a background task.
     pub async fn start(self) -> io::Result<Simulator> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).await?;
+        let listener = bind(self.port)?;
         let addr = listener.local_addr()?;
         let settings = Settings {
             chunk_delay: self.chunk_delay,
@@ -342,6 +345,16 @@ impl SimulatorBuilder {
             addr,
         })
     }
+}
+
+/// Listens on `127.0.0.1:port` with a deep accept queue: benchmarks open
+/// thousands of connections at once, and a short queue makes their connects
+/// wait for SYN retransmissions.
+fn bind(port: u16) -> io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Runs a simulator until `shutdown` resolves, then stops it gracefully; for

@@ -313,9 +313,9 @@ impl Message {
     pub fn text(&self) -> String {
         let content = match self {
             Self::System { content } => Some(content),
-            Self::User { content } | Self::Assistant { content, .. } | Self::Tool { content, .. } => {
-                content.as_ref()
-            }
+            Self::User { content }
+            | Self::Assistant { content, .. }
+            | Self::Tool { content, .. } => content.as_ref(),
         };
         content.map(Content::text).unwrap_or_default()
     }
@@ -759,8 +759,12 @@ impl<'de> Deserialize<'de> for ToolChoice {
                 .and_then(|function| function.get("name"))
                 .and_then(Value::as_str)
                 .map(|name| Self::Function(name.to_owned()))
-                .ok_or_else(|| serde::de::Error::custom("tool_choice object without function.name")),
-            _ => Err(serde::de::Error::custom("tool_choice must be a string or an object")),
+                .ok_or_else(|| {
+                    serde::de::Error::custom("tool_choice object without function.name")
+                }),
+            _ => Err(serde::de::Error::custom(
+                "tool_choice must be a string or an object",
+            )),
         }
     }
 }

@@ -9,9 +9,9 @@ mod enums;
 pub mod models;
 
 pub use chat::{
-    AssistantMessage, ChatChoice, ChatRequest, ChatResponse, ChunkChoice, CompletionChunk,
-    Content, ContentPart, Delta, FinishReason, Function, FunctionCall, FunctionTool,
-    FunctionType, JsonSchema, Message, Prediction, ReasoningEffort, ResponseFormat,
-    ResponseFormatKind, Stop, Tool, ToolCall, ToolChoice, Usage,
+    AssistantMessage, ChatChoice, ChatRequest, ChatResponse, ChunkChoice, CompletionChunk, Content,
+    ContentPart, Delta, FinishReason, Function, FunctionCall, FunctionTool, FunctionType,
+    JsonSchema, Message, Prediction, ReasoningEffort, ResponseFormat, ResponseFormatKind, Stop,
+    Tool, ToolCall, ToolChoice, Usage,
 };
 pub use models::{ModelCard, ModelList};

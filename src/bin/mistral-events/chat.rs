@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use mistral_events::bus::{ChatHandle, ChatOptions, ChatOutcome, MistralEventBus, SubscribeOptions};
 use mistral_events::backend::Backend;
+use mistral_events::bus::{
+    ChatHandle, ChatOptions, ChatOutcome, MistralEventBus, SubscribeOptions,
+};
 use mistral_events::subscribers::TracingLogger;
 use mistral_events::wire::{ChatRequest, Message};
 use mistral_events::{Client, Error, ErrorKind};
@@ -65,7 +67,10 @@ pub(crate) async fn replay(args: ReplayArgs) -> Exit {
     let body = match read_body(&args.file).await {
         Ok(body) => body,
         Err(error) => {
-            eprintln!("mistral-events: cannot read {}: {error}", args.file.display());
+            eprintln!(
+                "mistral-events: cannot read {}: {error}",
+                args.file.display()
+            );
             return Exit::Usage;
         }
     };
@@ -82,7 +87,10 @@ pub(crate) async fn replay(args: ReplayArgs) -> Exit {
     let closed = attach_output(&bus, args.output.events);
 
     // Feed the body in network-sized pieces, as a socket would.
-    let pieces: Vec<Result<Bytes, Error>> = body.chunks(16 * 1024).map(|piece| Ok(Bytes::copy_from_slice(piece))).collect();
+    let pieces: Vec<Result<Bytes, Error>> = body
+        .chunks(16 * 1024)
+        .map(|piece| Ok(Bytes::copy_from_slice(piece)))
+        .collect();
     let mut options = ChatOptions::new();
     if let Some(id) = args.request_id {
         options = options.request_id(id);
@@ -104,7 +112,10 @@ async fn read_body(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
 fn attach_output(bus: &MistralEventBus, mode: EventsMode) -> PipeClosed {
     let closed = PipeClosed::default();
     if mode != EventsMode::None {
-        bus.register(StdoutSink::new(mode, closed.clone()), SubscribeOptions::reliable());
+        bus.register(
+            StdoutSink::new(mode, closed.clone()),
+            SubscribeOptions::reliable(),
+        );
         bus.register(TracingLogger::new(), SubscribeOptions::lossy());
     }
     closed
@@ -112,7 +123,12 @@ fn attach_output(bus: &MistralEventBus, mode: EventsMode) -> PipeClosed {
 
 /// Waits for the call, a Ctrl-C or a closed stdout; then drains the bus and
 /// prints the summary.
-async fn finish(bus: &MistralEventBus, mut handle: ChatHandle, mode: EventsMode, closed: PipeClosed) -> Exit {
+async fn finish(
+    bus: &MistralEventBus,
+    mut handle: ChatHandle,
+    mode: EventsMode,
+    closed: PipeClosed,
+) -> Exit {
     let mut pipe_closed = false;
     let result = tokio::select! {
         result = &mut handle => result,
@@ -152,8 +168,14 @@ async fn finish(bus: &MistralEventBus, mut handle: ChatHandle, mode: EventsMode,
 }
 
 fn print_summary(mode: EventsMode, outcome: &ChatOutcome) {
-    let prompt = outcome.usage.as_ref().map_or(0, |usage| usage.prompt_tokens);
-    let completion = outcome.usage.as_ref().map_or(0, |usage| usage.completion_tokens);
+    let prompt = outcome
+        .usage
+        .as_ref()
+        .map_or(0, |usage| usage.prompt_tokens);
+    let completion = outcome
+        .usage
+        .as_ref()
+        .map_or(0, |usage| usage.completion_tokens);
     let ttft = outcome.time_to_first_chunk.map_or(0, millis);
     let total = millis(outcome.elapsed);
     match mode {
@@ -187,7 +209,10 @@ fn print_summary(mode: EventsMode, outcome: &ChatOutcome) {
 fn print_error(error: &Error) {
     eprintln!("mistral-events: {} error: {error}", error.kind());
     if !error.partial().is_empty() {
-        eprintln!("mistral-events: {} characters arrived before the failure", error.partial().chars().count());
+        eprintln!(
+            "mistral-events: {} characters arrived before the failure",
+            error.partial().chars().count()
+        );
     }
 }
 

@@ -15,7 +15,10 @@ pub(crate) async fn sim(args: SimArgs) -> Exit {
     let simulator = match builder.start().await {
         Ok(simulator) => simulator,
         Err(error) => {
-            eprintln!("mistral-events: cannot start the simulator on port {}: {error}", args.port);
+            eprintln!(
+                "mistral-events: cannot start the simulator on port {}: {error}",
+                args.port
+            );
             return Exit::Failed;
         }
     };
