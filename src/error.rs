@@ -90,6 +90,17 @@ pub enum Error {
         partial: String,
     },
 
+    /// A cut stream that the resume policy would have continued, but could
+    /// not: the reason says why (a tool call in flight, several choices).
+    #[error("{cause} (not resumed: {reason})")]
+    NotResumed {
+        /// Why the stream was not resumed.
+        reason: String,
+        /// The failure that cut the stream.
+        #[source]
+        cause: Box<Error>,
+    },
+
     /// The client or request was set up wrongly (a bad base URL, a bad id, a
     /// header that is not valid HTTP). Nothing was sent.
     #[error("invalid configuration: {0}")]
@@ -261,6 +272,7 @@ impl Error {
             Self::Decode { .. } => ErrorKind::Decode,
             Self::Truncated { .. } => ErrorKind::Truncated,
             Self::Cancelled { .. } => ErrorKind::Cancelled,
+            Self::NotResumed { cause, .. } => cause.kind(),
             Self::Config(_) => ErrorKind::Config,
         }
     }
@@ -269,6 +281,7 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Api(api) => api.status,
+            Self::NotResumed { cause, .. } => cause.status(),
             _ => None,
         }
     }
@@ -334,6 +347,7 @@ impl Error {
             | Self::Decode { partial, .. }
             | Self::Truncated { partial }
             | Self::Cancelled { partial } => partial,
+            Self::NotResumed { cause, .. } => cause.partial(),
             Self::Config(_) => "",
         }
     }
@@ -349,6 +363,10 @@ impl Error {
             | Self::Decode { partial, .. }
             | Self::Truncated { partial }
             | Self::Cancelled { partial } => *partial = text,
+            Self::NotResumed { cause, .. } => {
+                let inner = std::mem::replace(&mut **cause, Error::Config(String::new()));
+                **cause = inner.with_partial(text);
+            }
             Self::Config(_) => {}
         }
         self

@@ -239,8 +239,13 @@ pub struct Completion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<FinishReason>,
     /// Token counts as the API reported them; absent when it sent none.
+    /// After a resume, the sum over the attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Each attempt's reported usage (`null` for an attempt cut short),
+    /// when the call took more than one request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage_per_attempt: Vec<Option<Usage>>,
     /// Every tool call, in order.
     #[serde(default)]
     pub tool_calls: Vec<ToolCall>,

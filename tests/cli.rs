@@ -366,3 +366,45 @@ fn sim_command_serves_until_stopped() {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn resume_continues_a_cut_stream_and_resume_0_reports_the_partial_text() {
+    let expected = answer_text(&ChatRequest::new(
+        "mistral-small-latest",
+        vec![Message::user("hi")],
+    ));
+    let joined = |events: &[Event]| -> String {
+        events
+            .iter()
+            .filter_map(|event| match &event.payload {
+                EventPayload::Chunk { content, .. } => Some(content.as_str()),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let (url, _stop) = simulator(vec![Fault::CutAfter(3), Fault::CutAfter(3)], None);
+    let output = run(command()
+        .env("MISTRAL_BASE_URL", &url)
+        .args(["chat", "--events", "jsonl", "--resume", "2", "hi"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let events = parse_events(&output.stdout);
+    assert_eq!(joined(&events), expected, "one unbroken answer");
+    let resumes = events
+        .iter()
+        .filter(|event| matches!(&event.payload, EventPayload::Retry { reason, .. } if reason.starts_with("resume")))
+        .count();
+    assert_eq!(resumes, 2);
+
+    let (url, _stop) = simulator(vec![Fault::CutAfter(3)], None);
+    let output = run(command()
+        .env("MISTRAL_BASE_URL", &url)
+        .args(["chat", "--events", "jsonl", "--resume", "0", "hi"]));
+    assert_eq!(output.status.code(), Some(1));
+    let events = parse_events(&output.stdout);
+    let EventPayload::Error(info) = &events.last().unwrap().payload else {
+        panic!("error last")
+    };
+    assert_eq!(info.partial, joined(&events));
+    assert!(expected.starts_with(&info.partial) && !info.partial.is_empty());
+}

@@ -508,6 +508,12 @@ async fn cut_after_aborts_the_body_after_n_chunks() {
     .await;
     let (chunks, _) = self::chunks(&read_until_error(response).await);
     assert_eq!(chunks.len(), 3);
+    assert_eq!(sim.closed_streams(), 0, "a cut is the server's doing");
+
+    // On a plain answer the cut falls inside the JSON.
+    let plain = post_with_header(&sim, &chat_body("Hi"), Some("cut-after=0")).await;
+    assert_eq!(plain.status(), 200);
+    assert!(plain.bytes().await.is_err());
     sim.shutdown().await;
 }
 
@@ -749,6 +755,27 @@ async fn shutdown_ends_stalled_streams() {
         0,
         "the server ended it, not the client"
     );
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_stops_the_server() {
+    let sim = Simulator::start().await.unwrap();
+    let addr = sim.local_addr();
+    assert_eq!(sim.base_url(), format!("http://127.0.0.1:{}", addr.port()));
+    let clone = sim.clone();
+    drop(sim);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_ok(),
+        "a clone keeps it running"
+    );
+    drop(clone);
+    let stopped = tokio::time::timeout(Duration::from_secs(2), async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(stopped.is_ok(), "the listener closes");
 }
 
 #[test]

@@ -25,8 +25,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::resume::{Next, ResumePolicy, Resumer};
 use super::MistralEventBus;
-use crate::client::{ChatAssembler, ChatStream, Piece, RateLimits, StreamEvent};
+use crate::client::{ChatAssembler, ChatStream, Piece, RateLimits, ResponseMeta, StreamEvent};
 use crate::error::Error;
 use crate::event::{ChoiceCompletion, Completion, Correlation, ErrorInfo, Event, EventPayload};
 use crate::id::RequestId;
@@ -41,6 +42,9 @@ pub struct ChatOptions {
     pub request_id: Option<RequestId>,
     /// Correlation ids stamped on every event of the call. Default: none.
     pub correlation: Correlation,
+    /// Whether a cut stream is resumed from the text received. Default:
+    /// none; a cut ends the call with an error.
+    pub resume: Option<ResumePolicy>,
 }
 
 impl ChatOptions {
@@ -60,6 +64,12 @@ impl ChatOptions {
         self.correlation = correlation;
         self
     }
+
+    /// Resumes a cut stream under `policy`; see [`ResumePolicy`].
+    pub fn resume(mut self, policy: ResumePolicy) -> Self {
+        self.resume = Some(policy);
+        self
+    }
 }
 
 /// The final result of a streamed chat.
@@ -77,7 +87,13 @@ pub struct ChatOutcome {
     /// Every tool call, in order.
     pub tool_calls: Vec<ToolCall>,
     /// Token counts as the API reported them; `None` when it sent none.
+    /// After a resume, the sum over the attempts.
     pub usage: Option<Usage>,
+    /// Each attempt's reported usage, in order, when the call took more
+    /// than one request; an attempt cut short reports none.
+    pub usage_per_attempt: Vec<Option<Usage>>,
+    /// How many requests the call sent.
+    pub attempts: u32,
     /// Why the model stopped.
     pub finish_reason: Option<FinishReason>,
     /// How many `chunk` events were published.
@@ -199,8 +215,11 @@ impl MistralEventBus {
     pub fn stream_chat_with(&self, request: ChatRequest, options: ChatOptions) -> ChatHandle {
         let model = request.model.clone();
         let multi = request.n.unwrap_or(1) > 1;
+        let resumer = options
+            .resume
+            .map(|policy| Resumer::new(policy, self.client().retry_policy(), request.clone()));
         let stream = self.client().chat_stream(request);
-        self.spawn_chat(stream, model, multi, options)
+        self.spawn_chat(stream, model, multi, resumer, options)
     }
 
     /// Runs a recorded SSE body through the same decoder and events as a
@@ -210,7 +229,7 @@ impl MistralEventBus {
         S: Stream<Item = Result<Bytes, Error>> + Send + 'static,
     {
         let stream = ChatStream::from_body(body, self.client().timeouts().idle);
-        self.spawn_chat(stream, model.into(), false, options)
+        self.spawn_chat(stream, model.into(), false, None, options)
     }
 
     fn spawn_chat(
@@ -218,6 +237,7 @@ impl MistralEventBus {
         stream: ChatStream,
         model: String,
         multi: bool,
+        resumer: Option<Resumer>,
         options: ChatOptions,
     ) -> ChatHandle {
         let request_id = options.request_id.unwrap_or_else(RequestId::generate);
@@ -228,6 +248,8 @@ impl MistralEventBus {
             correlation: options.correlation,
             seq: 0,
             multi,
+            attempts: 1,
+            resumer,
         };
         let task = tokio::spawn(driver.run(stream, model, cancelled));
         ChatHandle {
@@ -245,6 +267,10 @@ struct Driver {
     correlation: Correlation,
     seq: u64,
     multi: bool,
+    /// Requests sent so far, counting retries and resumes.
+    attempts: u32,
+    /// Set when the call resumes cut streams.
+    resumer: Option<Resumer>,
 }
 
 /// What the read loop ended with.
@@ -252,6 +278,36 @@ enum Ending {
     Done,
     Failed(Error),
     Cancelled,
+}
+
+/// What a call has received so far, across its attempts.
+#[derive(Default)]
+struct Progress {
+    assembler: ChatAssembler,
+    pieces: Vec<Piece>,
+    meta: Option<ResponseMeta>,
+    first_output: Option<Duration>,
+    /// The usage each finished attempt reported.
+    usages: Vec<Option<Usage>>,
+}
+
+impl Progress {
+    fn end_attempt(&mut self) {
+        self.usages.push(self.assembler.take_usage());
+    }
+}
+
+/// The usage over all attempts: the counts summed, the extras of the last.
+fn sum_usage(usages: &[Option<Usage>]) -> Option<Usage> {
+    let mut reported = usages.iter().flatten();
+    let mut total = reported.next()?.clone();
+    for usage in reported {
+        total.prompt_tokens += usage.prompt_tokens;
+        total.completion_tokens += usage.completion_tokens;
+        total.total_tokens += usage.total_tokens;
+        total.extra = usage.extra.clone();
+    }
+    Some(total)
 }
 
 impl Driver {
@@ -267,43 +323,44 @@ impl Driver {
         })
         .await;
 
-        let mut assembler = ChatAssembler::new();
-        let mut pieces = Vec::new();
-        let mut meta = None;
-        let mut first_output = None;
+        let mut progress = Progress::default();
         let ending = loop {
-            let item = tokio::select! {
-                biased;
-                () = wait_for_cancel(&mut cancelled) => break Ending::Cancelled,
-                item = stream.next() => item,
+            let ending = self
+                .read_attempt(&mut stream, &mut progress, &mut cancelled, started)
+                .await;
+            // Close the connection before anything else is announced.
+            drop(stream);
+            progress.end_attempt();
+
+            let Ending::Failed(error) = ending else {
+                break ending;
             };
-            match item {
-                None => break Ending::Done,
-                Some(Err(error)) => break Ending::Failed(error),
-                Some(Ok(StreamEvent::Connected(response))) => meta = Some(response),
-                Some(Ok(StreamEvent::Retrying(notice))) => {
+            match self.next_attempt(error, &progress) {
+                Next::GiveUp(error) => break Ending::Failed(error),
+                Next::Attempt {
+                    delay,
+                    reason,
+                    request,
+                } => {
+                    self.attempts += 1;
                     self.publish(EventPayload::Retry {
-                        attempt: notice.attempt,
-                        delay_ms: notice.delay.as_millis() as u64,
-                        reason: notice.reason,
+                        attempt: self.attempts,
+                        delay_ms: delay.as_millis() as u64,
+                        reason,
                     })
                     .await;
-                }
-                Some(Ok(StreamEvent::Chunk(chunk))) => {
-                    assembler.push(chunk, &mut pieces);
-                    if first_output.is_none() && !pieces.is_empty() {
-                        first_output = Some(started.elapsed());
+                    // A cancel during the wait sends nothing more.
+                    tokio::select! {
+                        biased;
+                        () = wait_for_cancel(&mut cancelled) => break Ending::Cancelled,
+                        () = tokio::time::sleep(delay) => {}
                     }
-                    if let Some(error) = self.publish_pieces(&mut pieces, meta.as_ref()).await {
-                        break Ending::Failed(error);
-                    }
+                    stream = self.bus.client().chat_stream(*request);
                 }
             }
         };
-        // Close the connection before announcing the end.
-        drop(stream);
 
-        let partial = assembler.content().to_owned();
+        let partial = progress.assembler.content().to_owned();
         match ending {
             Ending::Cancelled => {
                 self.publish(EventPayload::Cancelled {
@@ -319,22 +376,31 @@ impl Driver {
                 Err(error)
             }
             Ending::Done => {
+                let Progress {
+                    mut assembler,
+                    mut pieces,
+                    meta,
+                    first_output,
+                    usages,
+                } = progress;
                 assembler.finish(&mut pieces);
                 self.publish_pieces(&mut pieces, meta.as_ref()).await;
                 let meta = meta.unwrap_or_default();
+                let first = assembler.choices().first();
                 let outcome = ChatOutcome {
                     request_id: self.request_id.clone(),
                     model: assembler.model().unwrap_or(&model).to_owned(),
                     content: partial,
-                    thinking: first_choice(&assembler)
+                    thinking: first
                         .map(|state| state.thinking.clone())
                         .filter(|text| !text.is_empty()),
-                    tool_calls: first_choice(&assembler)
+                    tool_calls: first
                         .map(|state| state.tool_calls.clone())
                         .unwrap_or_default(),
-                    usage: assembler.usage().cloned(),
-                    finish_reason: first_choice(&assembler)
-                        .and_then(|state| state.finish_reason.clone()),
+                    usage: sum_usage(&usages),
+                    usage_per_attempt: if usages.len() > 1 { usages } else { Vec::new() },
+                    attempts: self.attempts,
+                    finish_reason: first.and_then(|state| state.finish_reason.clone()),
                     chunks: assembler.choices().iter().map(|state| state.chunks).sum(),
                     time_to_first_chunk: first_output,
                     elapsed: started.elapsed(),
@@ -349,12 +415,68 @@ impl Driver {
         }
     }
 
+    /// Reads one attempt's stream to its end, publishing as it goes.
+    async fn read_attempt(
+        &mut self,
+        stream: &mut ChatStream,
+        progress: &mut Progress,
+        cancelled: &mut watch::Receiver<bool>,
+        started: Instant,
+    ) -> Ending {
+        loop {
+            let item = tokio::select! {
+                biased;
+                () = wait_for_cancel(cancelled) => return Ending::Cancelled,
+                item = stream.next() => item,
+            };
+            match item {
+                None => return Ending::Done,
+                Some(Err(error)) => return Ending::Failed(error),
+                Some(Ok(StreamEvent::Connected(response))) => progress.meta = Some(response),
+                Some(Ok(StreamEvent::Retrying(notice))) => {
+                    self.attempts += 1;
+                    self.publish(EventPayload::Retry {
+                        attempt: self.attempts,
+                        delay_ms: notice.delay.as_millis() as u64,
+                        reason: notice.reason,
+                    })
+                    .await;
+                }
+                Some(Ok(StreamEvent::Chunk(chunk))) => {
+                    progress.assembler.push(chunk, &mut progress.pieces);
+                    if progress.first_output.is_none() && !progress.pieces.is_empty() {
+                        progress.first_output = Some(started.elapsed());
+                    }
+                    let failed = self
+                        .publish_pieces(&mut progress.pieces, progress.meta.as_ref())
+                        .await;
+                    if let Some(error) = failed {
+                        return Ending::Failed(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What follows a failed attempt: another request under the resume
+    /// policy, or the end of the call.
+    fn next_attempt(&mut self, error: Error, progress: &Progress) -> Next {
+        match &mut self.resumer {
+            Some(resumer) => resumer.next(
+                error,
+                progress.assembler.content(),
+                progress.assembler.has_open_tool_calls(),
+            ),
+            None => Next::GiveUp(error),
+        }
+    }
+
     /// Publishes what one chunk contributed. A choice that finished with
     /// `"error"` ends the call with an API error, returned here.
     async fn publish_pieces(
         &mut self,
         pieces: &mut Vec<Piece>,
-        meta: Option<&crate::client::ResponseMeta>,
+        meta: Option<&ResponseMeta>,
     ) -> Option<Error> {
         let mut failure = None;
         for piece in pieces.drain(..) {
@@ -406,10 +528,6 @@ impl Driver {
     }
 }
 
-fn first_choice(assembler: &ChatAssembler) -> Option<&crate::client::ChoiceState> {
-    assembler.choices().first()
-}
-
 fn other_choices(assembler: &ChatAssembler) -> Vec<ChoiceCompletion> {
     if assembler.choices().len() < 2 {
         return Vec::new();
@@ -432,6 +550,7 @@ fn completion(outcome: &ChatOutcome) -> Completion {
         thinking: outcome.thinking.clone(),
         finish_reason: outcome.finish_reason.clone(),
         usage: outcome.usage.clone(),
+        usage_per_attempt: outcome.usage_per_attempt.clone(),
         tool_calls: outcome.tool_calls.clone(),
         ttft_ms: outcome
             .time_to_first_chunk

@@ -147,6 +147,7 @@
 mod chat;
 mod dispatch;
 mod queue;
+mod resume;
 mod stats;
 mod stream;
 mod subscriber;
@@ -161,6 +162,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::{AbortHandle, JoinHandle};
 
 pub use chat::{ChatHandle, ChatOptions, ChatOutcome};
+pub use resume::ResumePolicy;
 pub use stats::{BusStats, SubscriberStats};
 pub use stream::{EventFilter, EventStream, Lagged};
 pub use subscriber::{Delivery, SubscribeOptions, Subscriber, SubscriberId};

@@ -158,6 +158,12 @@ impl ChatAssembler {
         self.usage.as_ref()
     }
 
+    /// Takes the usage reported so far, leaving none: for a caller that
+    /// feeds one assembler from several requests.
+    pub fn take_usage(&mut self) -> Option<Usage> {
+        self.usage.take()
+    }
+
     /// The model named by the chunks.
     pub fn model(&self) -> Option<&str> {
         self.model.as_deref()

@@ -34,7 +34,7 @@
 mod assemble;
 mod config;
 mod meta;
-mod retry;
+pub(crate) mod retry;
 mod stream;
 
 use std::fmt;

@@ -52,6 +52,12 @@ impl RetryState {
         if !error.is_retryable() {
             return None;
         }
+        self.plan_any(error)
+    }
+
+    /// Like [`plan`](Self::plan), for a failure the caller has already
+    /// judged safe to retry (a stream cut before any output).
+    pub(crate) fn plan_any(&mut self, error: &Error) -> Option<RetryPlan> {
         let step = self.steps.next()?;
         let delay = match error.retry_after() {
             Some(asked) => with_small_jitter(asked.min(self.policy.max_retry_after)),

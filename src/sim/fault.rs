@@ -14,7 +14,13 @@ use std::time::Duration;
 /// Faults that act on the stream count *content chunks*: the chunks after the
 /// first (role-only) chunk that carry answer text. When the answer has fewer
 /// content chunks than the count, the fault acts once the content runs out,
-/// in place of the final usage chunk.
+/// in place of the final usage chunk. A tool-call answer has one content
+/// chunk, the call.
+///
+/// On a plain (non-streamed) answer, cut-after, stall-after and
+/// malformed-after act on the JSON body instead: half of it is sent, then the
+/// connection is cut, goes quiet, or the body ends early. Chunk delays and
+/// no-done do nothing there.
 ///
 /// The text syntax, parsed by [`FromStr`] and written by
 /// [`Display`](fmt::Display):
@@ -48,7 +54,8 @@ use std::time::Duration;
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// Answer with this HTTP status instead of a completion.
+    /// Answer with this HTTP status instead of a completion, before the
+    /// request is validated.
     Status {
         /// The status code, such as 429 or 503.
         status: u16,

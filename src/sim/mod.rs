@@ -1,5 +1,5 @@
 //! An offline simulator of Mistral's chat API, for tests, demos and
-//! benchmarks.
+//! benchmarks (feature `sim`, on by default).
 //!
 //! # The model
 //!

@@ -68,6 +68,10 @@ pub(crate) struct ChatArgs {
     /// Retries after the first attempt, before any output.
     #[arg(long, default_value_t = 2)]
     pub(crate) max_retries: u32,
+    /// Resumes allowed when the stream is cut after output began: each one
+    /// continues from the text received (assistant prefix). 0 turns it off.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) resume: u32,
     /// Connect timeout, such as 2s or 500ms.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub(crate) connect_timeout: Duration,

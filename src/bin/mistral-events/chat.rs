@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use mistral_events::backend::Backend;
 use mistral_events::bus::{
-    ChatHandle, ChatOptions, ChatOutcome, MistralEventBus, SubscribeOptions,
+    ChatHandle, ChatOptions, ChatOutcome, MistralEventBus, ResumePolicy, SubscribeOptions,
 };
 use mistral_events::subscribers::TracingLogger;
 use mistral_events::wire::{ChatRequest, Message};
@@ -55,6 +55,9 @@ pub(crate) async fn chat(args: ChatArgs) -> Exit {
     let mut options = ChatOptions::new();
     if let Some(id) = args.request_id {
         options = options.request_id(id);
+    }
+    if args.resume > 0 {
+        options = options.resume(ResumePolicy::new(args.resume));
     }
     let handle = bus.stream_chat_with(request, options);
     let exit = finish(&bus, handle, args.output.events, closed).await;
