@@ -1,39 +1,5 @@
 //! [`ChatAssembler`]: turns stream chunks into answer pieces and a whole
 //! answer.
-//!
-//! Chunks from Mistral come in several shapes that mean the same thing:
-//! content as a string, as null, or as an array of thinking and text parts;
-//! tool calls whole in one chunk, or in fragments to be joined by `index`.
-//! The assembler hides the differences. For each chunk it yields
-//! [`Piece`]s:
-//!
-//! - [`Piece::Text`] for each non-empty piece of answer text, numbered per
-//!   choice from 0 with no gaps;
-//! - [`Piece::Thinking`] for reasoning text, which never joins the answer;
-//! - [`Piece::ToolCall`] once per call, when its arguments are complete:
-//!   when a call with a higher index starts, when the choice finishes, or
-//!   at [`ChatAssembler::finish`];
-//! - [`Piece::Finished`] when a choice reports its finish reason.
-//!
-//! ```
-//! use mistral_events::client::{ChatAssembler, Piece};
-//! use mistral_events::wire::CompletionChunk;
-//!
-//! let mut assembler = ChatAssembler::new();
-//! let mut pieces = Vec::new();
-//! for data in [
-//!     r#"{"id":"a","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
-//!     r#"{"id":"a","model":"m","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],"p":"abc"}"#,
-//!     r#"{"id":"a","model":"m","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
-//! ] {
-//!     let chunk: CompletionChunk = serde_json::from_str(data).unwrap();
-//!     assembler.push(chunk, &mut pieces);
-//! }
-//! assembler.finish(&mut pieces);
-//! assert_eq!(assembler.content(), "Hello");
-//! assert_eq!(assembler.usage().unwrap().total_tokens, 5);
-//! assert!(matches!(&pieces[0], Piece::Text { index: 0, text, .. } if text == "Hel"));
-//! ```
 
 use std::collections::BTreeMap;
 
@@ -93,7 +59,41 @@ pub struct ChoiceState {
     pending: BTreeMap<u32, ToolCall>,
 }
 
-/// Assembles stream chunks. See the [module docs](self).
+/// Turns stream chunks into answer pieces and a whole answer.
+///
+/// Chunks from Mistral come in several shapes that mean the same thing:
+/// content as a string, as null, or as an array of thinking and text parts;
+/// tool calls whole in one chunk, or in fragments to be joined by `index`.
+/// The assembler hides the differences. For each chunk it yields
+/// [`Piece`]s:
+///
+/// - [`Piece::Text`] for each non-empty piece of answer text, numbered per
+///   choice from 0 with no gaps;
+/// - [`Piece::Thinking`] for reasoning text, which never joins the answer;
+/// - [`Piece::ToolCall`] once per call, when its arguments are complete:
+///   when a call with a higher index starts, when the choice finishes, or
+///   at [`ChatAssembler::finish`];
+/// - [`Piece::Finished`] when a choice reports its finish reason.
+///
+/// ```
+/// use mistral_events::client::{ChatAssembler, Piece};
+/// use mistral_events::wire::CompletionChunk;
+///
+/// let mut assembler = ChatAssembler::new();
+/// let mut pieces = Vec::new();
+/// for data in [
+///     r#"{"id":"a","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+///     r#"{"id":"a","model":"m","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],"p":"abc"}"#,
+///     r#"{"id":"a","model":"m","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
+/// ] {
+///     let chunk: CompletionChunk = serde_json::from_str(data).unwrap();
+///     assembler.push(chunk, &mut pieces);
+/// }
+/// assembler.finish(&mut pieces);
+/// assert_eq!(assembler.content(), "Hello");
+/// assert_eq!(assembler.usage().unwrap().total_tokens, 5);
+/// assert!(matches!(&pieces[0], Piece::Text { index: 0, text, .. } if text == "Hel"));
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ChatAssembler {
     choices: Vec<ChoiceState>,

@@ -1,21 +1,4 @@
 //! [`ChatStream`]: a streamed chat completion, polled by its owner.
-//!
-//! The stream is a state machine driven only by `poll_next`: connecting,
-//! waiting before a retry, then reading the body through the SSE decoder.
-//! No task runs behind it, so a slow consumer slows the reads (TCP
-//! back-pressure does the rest), and dropping it closes the connection.
-//!
-//! What it yields, in order:
-//!
-//! 1. a [`StreamEvent::Retrying`] before each retry wait, while no answer
-//!    has begun;
-//! 2. one [`StreamEvent::Connected`] with the response's meta;
-//! 3. a [`StreamEvent::Chunk`] for every `data:` event up to `[DONE]`.
-//!
-//! It ends after `[DONE]`, or after yielding exactly one error: a cut
-//! connection ([`Error::Connection`]), an idle timeout, a malformed chunk
-//! ([`Error::Decode`]) or a body that ended without `[DONE]`
-//! ([`Error::Truncated`]). Events after `[DONE]` are ignored.
 
 use std::fmt;
 use std::future::Future;
@@ -73,7 +56,24 @@ type Connecting = Pin<Box<dyn Future<Output = Result<reqwest::Response, Error>> 
 /// The bytes of a response body, from HTTP or from a recording.
 pub(crate) type ByteStream = BoxStream<'static, Result<Bytes, Error>>;
 
-/// A streamed chat completion. See the [module docs](self).
+/// A streamed chat completion, polled by its owner.
+///
+/// The stream is a state machine driven only by `poll_next`: connecting,
+/// waiting before a retry, then reading the body through the SSE decoder.
+/// No task runs behind it, so a slow consumer slows the reads (TCP
+/// back-pressure does the rest), and dropping it closes the connection.
+///
+/// What it yields, in order:
+///
+/// 1. a [`StreamEvent::Retrying`] before each retry wait, while no answer
+///    has begun;
+/// 2. one [`StreamEvent::Connected`] with the response's meta;
+/// 3. a [`StreamEvent::Chunk`] for every `data:` event up to `[DONE]`.
+///
+/// It ends after `[DONE]`, or after yielding exactly one error: a cut
+/// connection ([`Error::Connection`]), an idle timeout, a malformed chunk
+/// ([`Error::Decode`]) or a body that ended without `[DONE]`
+/// ([`Error::Truncated`]). Events after `[DONE]` are ignored.
 ///
 /// # Cancel safety
 ///
