@@ -310,8 +310,11 @@ impl Error {
         }
     }
 
-    /// The response's correlation id and rate limits, when there was a
-    /// response.
+    /// The response's correlation id and rate limits, for an error answer.
+    ///
+    /// A stream that fails after a successful start has no meta here: its
+    /// meta came with [`StreamEvent::Connected`](crate::client::StreamEvent),
+    /// and the bus puts its correlation id in the `error` event.
     pub fn meta(&self) -> Option<&ResponseMeta> {
         match self {
             Self::Api(api) => Some(&api.meta),

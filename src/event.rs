@@ -295,6 +295,10 @@ pub struct ErrorInfo {
     pub message: String,
     /// Answer text received before the failure.
     pub partial: String,
+    /// The `mistral-correlation-id` of the failed response, when one
+    /// arrived: on an error answer, or on a stream that broke later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 impl From<&Error> for ErrorInfo {
@@ -306,6 +310,7 @@ impl From<&Error> for ErrorInfo {
             error_type: error.error_type().map(str::to_owned),
             message: error.to_string(),
             partial: error.partial().to_owned(),
+            correlation_id: error.meta().and_then(|meta| meta.correlation_id.clone()),
         }
     }
 }

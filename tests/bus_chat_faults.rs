@@ -196,6 +196,10 @@ async fn a_cut_stream_errors_with_the_partial_text_and_is_never_resent() {
         panic!("error event last")
     };
     assert_eq!(info.partial, received.concat());
+    assert!(
+        info.correlation_id.is_some(),
+        "the broken response's correlation id is kept"
+    );
     assert_eq!(
         s.sim.request_count(),
         1,

@@ -371,8 +371,13 @@ impl Driver {
             }
             Ending::Failed(error) => {
                 let error = error.with_partial(partial);
-                self.publish(EventPayload::Error(Box::new(ErrorInfo::from(&error))))
-                    .await;
+                let mut info = ErrorInfo::from(&error);
+                // A stream that broke after a 2xx start still has that
+                // response's correlation id, for support requests.
+                if info.correlation_id.is_none() {
+                    info.correlation_id = progress.meta.and_then(|meta| meta.correlation_id);
+                }
+                self.publish(EventPayload::Error(Box::new(info))).await;
                 Err(error)
             }
             Ending::Done => {
