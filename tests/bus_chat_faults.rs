@@ -2,66 +2,17 @@
 //! injected: status errors, retries, cut, stalled and malformed streams,
 //! and cancelling.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use mistral_events::bus::{ChatOptions, MistralEventBus, SubscribeOptions};
+use mistral_events::bus::ChatOptions;
 use mistral_events::client::RetryPolicy;
 use mistral_events::event::{Event, EventPayload, EventType};
-use mistral_events::sim::{answer_text, Fault, Simulator};
-use mistral_events::subscribers::Collector;
-use mistral_events::wire::{ChatRequest, Message};
-use mistral_events::{Client, ErrorKind, RequestId};
-
-struct Setup {
-    sim: Simulator,
-    bus: MistralEventBus,
-    collector: Collector,
-}
-
-async fn setup(
-    configure: impl FnOnce(
-        mistral_events::client::ClientBuilder,
-    ) -> mistral_events::client::ClientBuilder,
-) -> Setup {
-    let sim = Simulator::start().await.unwrap();
-    let client = configure(
-        Client::builder()
-            .base_url(sim.base_url())
-            .api_key("sk-test"),
-    )
-    .build()
-    .unwrap();
-    let bus = MistralEventBus::new(client);
-    let collector = Collector::new();
-    bus.register(collector.clone(), SubscribeOptions::reliable());
-    Setup {
-        sim,
-        bus,
-        collector,
-    }
-}
-
-fn request(tokens: u32) -> ChatRequest {
-    let mut request = ChatRequest::new(
-        "mistral-small-latest",
-        vec![Message::user("Tell me about rivers")],
-    );
-    let mut metadata = serde_json::Map::new();
-    metadata.insert("sim_tokens".into(), tokens.into());
-    request.metadata = Some(metadata);
-    request
-}
-
-fn chunks(events: &[Arc<Event>]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|event| match &event.payload {
-            EventPayload::Chunk { content, .. } => Some(content.clone()),
-            _ => None,
-        })
-        .collect()
-}
+use mistral_events::sim::{answer_text, Fault};
+use mistral_events::{ErrorKind, RequestId};
+use support::{chunks, joined, request, setup, setup_with};
 
 fn types(events: &[Arc<Event>]) -> Vec<EventType> {
     events.iter().map(|event| event.event_type()).collect()
@@ -73,7 +24,7 @@ fn id(text: &str) -> RequestId {
 
 #[tokio::test]
 async fn non_2xx_ends_in_an_error_with_status_code_and_message_and_no_chunk() {
-    let s = setup(|b| b).await;
+    let s = setup().await;
     s.sim.push_fault(Fault::status(400).with_body(
         r#"{"object":"error","message":"Invalid model: mistral-nope","type":"invalid_model","param":null,"code":"1500"}"#,
     ));
@@ -100,7 +51,7 @@ async fn non_2xx_ends_in_an_error_with_status_code_and_message_and_no_chunk() {
 
 #[tokio::test]
 async fn a_429_with_retry_after_is_waited_out_then_completes() {
-    let s = setup(|b| b).await;
+    let s = setup().await;
     s.sim.push_fault(Fault::status(429).with_retry_after("1"));
     let outcome = s
         .bus
@@ -134,9 +85,10 @@ async fn a_429_with_retry_after_is_waited_out_then_completes() {
 
 #[tokio::test]
 async fn two_503s_then_success_give_two_retries() {
-    let s =
-        setup(|b| b.retry_policy(RetryPolicy::default().initial_delay(Duration::from_millis(20))))
-            .await;
+    let s = setup_with(|b| {
+        b.retry_policy(RetryPolicy::default().initial_delay(Duration::from_millis(20)))
+    })
+    .await;
     s.sim.push_fault(Fault::status(503));
     s.sim.push_fault(Fault::status(503));
     s.bus
@@ -162,7 +114,7 @@ async fn two_503s_then_success_give_two_retries() {
 
 #[tokio::test]
 async fn retries_run_out_into_the_last_error() {
-    let s = setup(|b| {
+    let s = setup_with(|b| {
         b.retry_policy(
             RetryPolicy::default()
                 .max_retries(1)
@@ -180,7 +132,7 @@ async fn retries_run_out_into_the_last_error() {
 
 #[tokio::test]
 async fn a_cut_stream_errors_with_the_partial_text_and_is_never_resent() {
-    let s = setup(|b| b).await;
+    let s = setup().await;
     s.sim.push_fault(Fault::CutAfter(3));
     let result = s
         .bus
@@ -190,12 +142,12 @@ async fn a_cut_stream_errors_with_the_partial_text_and_is_never_resent() {
     let events = s.collector.events_for(&id("cut"));
     let received = chunks(&events);
     assert_eq!(received.len(), 3);
-    assert_eq!(error.partial(), received.concat());
+    assert_eq!(error.partial(), joined(&events));
     assert_eq!(error.kind(), ErrorKind::Connection);
     let EventPayload::Error(info) = &events.last().unwrap().payload else {
         panic!("error event last")
     };
-    assert_eq!(info.partial, received.concat());
+    assert_eq!(info.partial, joined(&events));
     assert!(
         info.correlation_id.is_some(),
         "the broken response's correlation id is kept"
@@ -209,7 +161,7 @@ async fn a_cut_stream_errors_with_the_partial_text_and_is_never_resent() {
 
 #[tokio::test]
 async fn a_stall_past_the_idle_timeout_ends_in_timeout() {
-    let s = setup(|b| b.idle_timeout(Duration::from_millis(300))).await;
+    let s = setup_with(|b| b.idle_timeout(Duration::from_millis(300))).await;
     s.sim.push_fault(Fault::StallAfter(2));
     let error = s
         .bus
@@ -218,14 +170,14 @@ async fn a_stall_past_the_idle_timeout_ends_in_timeout() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Timeout);
     let events = s.collector.events_for(&id("stall"));
-    assert_eq!(error.partial(), chunks(&events).concat());
+    assert_eq!(error.partial(), joined(&events));
     assert_eq!(chunks(&events).len(), 2);
     assert_eq!(s.sim.request_count(), 1);
 }
 
 #[tokio::test]
 async fn a_malformed_chunk_ends_in_decode_and_keeps_the_partial_text() {
-    let s = setup(|b| b).await;
+    let s = setup().await;
     s.sim.push_fault(Fault::MalformedAfter(4));
     let error = s
         .bus
@@ -235,12 +187,12 @@ async fn a_malformed_chunk_ends_in_decode_and_keeps_the_partial_text() {
     assert_eq!(error.kind(), ErrorKind::Decode);
     let events = s.collector.events_for(&id("bad-json"));
     assert_eq!(chunks(&events).len(), 4);
-    assert_eq!(error.partial(), chunks(&events).concat());
+    assert_eq!(error.partial(), joined(&events));
 }
 
 #[tokio::test]
 async fn a_missing_done_ends_truncated() {
-    let s = setup(|b| b).await;
+    let s = setup().await;
     s.sim.push_fault(Fault::NoDone);
     let error = s.bus.stream_chat(request(6)).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Truncated);
@@ -249,7 +201,7 @@ async fn a_missing_done_ends_truncated() {
 
 #[tokio::test]
 async fn dropping_the_handle_closes_the_connection_and_publishes_cancelled() {
-    let s = setup(|b| b).await;
+    let s = setup().await;
     s.sim
         .push_faults(vec![Fault::ChunkDelay(Duration::from_millis(20))]);
     let handle = s
@@ -286,7 +238,7 @@ async fn dropping_the_handle_closes_the_connection_and_publishes_cancelled() {
 
 #[tokio::test]
 async fn cancel_ends_the_call_with_cancelled() {
-    let s = setup(|b| b).await;
+    let s = setup().await;
     s.sim
         .push_faults(vec![Fault::ChunkDelay(Duration::from_millis(20))]);
     let handle = s.bus.stream_chat_with(
@@ -312,7 +264,7 @@ async fn cancel_ends_the_call_with_cancelled() {
 
 #[tokio::test]
 async fn a_completed_stream_equals_the_plain_answer_and_carries_meta() {
-    let s = setup(|b| b).await;
+    let s = setup().await;
     let plain = s.bus.client().chat(request(30)).await.unwrap();
     let outcome = s
         .bus
@@ -333,5 +285,5 @@ async fn a_completed_stream_equals_the_plain_answer_and_carries_meta() {
         .remaining_requests_per_minute()
         .is_some());
     let events = s.collector.events_for(&id("same"));
-    assert_eq!(chunks(&events).concat(), outcome.content);
+    assert_eq!(joined(&events), outcome.content);
 }

@@ -2,62 +2,22 @@
 //! simulator (which continues an assistant `prefix: true` message
 //! deterministically).
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use mistral_events::bus::{
-    ChatOptions, EventFilter, MistralEventBus, ResumePolicy, SubscribeOptions,
-};
+use mistral_events::bus::{ChatOptions, EventFilter, MistralEventBus, ResumePolicy};
 use mistral_events::event::{Event, EventPayload, EventType};
-use mistral_events::sim::{answer_text, Fault, Simulator};
-use mistral_events::subscribers::Collector;
-use mistral_events::wire::{ChatRequest, Message};
+use mistral_events::sim::answer_text;
+use mistral_events::sim::Fault;
 use mistral_events::{Client, ErrorKind, RequestId};
 use serde_json::json;
-
-struct Setup {
-    sim: Simulator,
-    bus: MistralEventBus,
-    collector: Collector,
-}
-
-async fn setup() -> Setup {
-    let sim = Simulator::start().await.unwrap();
-    let client = Client::builder().base_url(sim.base_url()).build().unwrap();
-    let bus = MistralEventBus::new(client);
-    let collector = Collector::new();
-    bus.register(collector.clone(), SubscribeOptions::reliable());
-    Setup {
-        sim,
-        bus,
-        collector,
-    }
-}
-
-fn request(tokens: u32) -> ChatRequest {
-    let mut request = ChatRequest::new(
-        "mistral-small-latest",
-        vec![Message::user("Tell a long story")],
-    );
-    let mut metadata = serde_json::Map::new();
-    metadata.insert("sim_tokens".into(), tokens.into());
-    request.metadata = Some(metadata);
-    request
-}
+use support::{chunks, joined, request, setup};
 
 fn quick(resumes: u32) -> ResumePolicy {
     ResumePolicy::new(resumes).initial_delay(Duration::from_millis(2))
-}
-
-fn chunk_texts(events: &[Arc<Event>]) -> Vec<(u64, String)> {
-    events
-        .iter()
-        .filter_map(|event| match &event.payload {
-            EventPayload::Chunk { index, content, .. } => Some((*index, content.clone())),
-            _ => None,
-        })
-        .collect()
 }
 
 fn retry_reasons(events: &[Arc<Event>]) -> Vec<String> {
@@ -79,7 +39,7 @@ fn check_one_stream(events: &[Arc<Event>], id: &RequestId) {
     for (position, event) in events.iter().enumerate() {
         assert_eq!(event.seq, position as u64);
     }
-    for (position, (index, _)) in chunk_texts(events).iter().enumerate() {
+    for (position, (index, _)) in chunks(events).iter().enumerate() {
         assert_eq!(
             *index, position as u64,
             "chunk indices continue with no gap or repeat"
@@ -107,10 +67,7 @@ async fn streams_cut_after_5_50_and_500_chunks_resume_to_the_uncut_answer() {
 
         let events = s.collector.events_for(&id);
         check_one_stream(&events, &id);
-        let joined: String = chunk_texts(&events)
-            .into_iter()
-            .map(|(_, text)| text)
-            .collect();
+        let joined = joined(&events);
         assert_eq!(
             joined, uncut,
             "cut after {cut}: joined chunks equal the uncut answer"
@@ -156,7 +113,7 @@ async fn the_resume_request_ends_with_the_partial_text_as_an_assistant_prefix() 
         .await
         .unwrap();
 
-    let first_five: String = chunk_texts(&s.collector.events_for(&id))
+    let first_five: String = chunks(&s.collector.events_for(&id))
         .into_iter()
         .take(5)
         .map(|(_, text)| text)
@@ -220,10 +177,7 @@ async fn resumes_running_out_end_in_an_error_holding_everything_received() {
             .unwrap_err();
         let events = s.collector.events_for(&id);
         check_one_stream(&events, &id);
-        let received: String = chunk_texts(&events)
-            .into_iter()
-            .map(|(_, text)| text)
-            .collect();
+        let received = joined(&events);
         assert_eq!(error.kind(), ErrorKind::Connection);
         assert_eq!(
             error.partial(),

@@ -203,16 +203,7 @@ impl Client {
             match self.send_once(path, body.clone()).await {
                 Ok(response) => return Ok(response),
                 Err(error) => match retries.plan(&error) {
-                    Some(plan) => {
-                        tracing::debug!(
-                            target: "mistral_events::client",
-                            attempt = plan.attempt,
-                            delay_ms = plan.delay.as_millis() as u64,
-                            reason = %plan.reason,
-                            "retrying"
-                        );
-                        tokio::time::sleep(plan.delay).await;
-                    }
+                    Some(plan) => tokio::time::sleep(plan.delay).await,
                     None => return Err(error),
                 },
             }

@@ -68,11 +68,19 @@ impl RetryState {
         }
         self.waited += delay;
         self.retries_done += 1;
-        Some(RetryPlan {
+        let plan = RetryPlan {
             attempt: self.retries_done + 1,
             delay,
             reason: retry_reason(error),
-        })
+        };
+        tracing::debug!(
+            target: "mistral_events::client",
+            attempt = plan.attempt,
+            delay_ms = plan.delay.as_millis() as u64,
+            reason = %plan.reason,
+            "retrying"
+        );
+        Some(plan)
     }
 }
 

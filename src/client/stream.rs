@@ -241,13 +241,6 @@ impl ChatStream {
                     }
                     Poll::Ready(Err(error)) => match retries.plan(&error) {
                         Some(plan) => {
-                            tracing::debug!(
-                                target: "mistral_events::client",
-                                attempt = plan.attempt,
-                                delay_ms = plan.delay.as_millis() as u64,
-                                reason = %plan.reason,
-                                "retrying stream"
-                            );
                             self.state = State::Waiting {
                                 client,
                                 body,
