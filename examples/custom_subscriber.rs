@@ -11,10 +11,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use futures_util::StreamExt;
 use mistral_events::backend::Backend;
-use mistral_events::bus::{EventFilter, MistralEventBus, SubscribeOptions, Subscriber};
+use mistral_events::bus::{
+    async_trait, EventFilter, MistralEventBus, SubscribeOptions, Subscriber,
+};
 use mistral_events::error::BoxError;
 use mistral_events::event::{Event, EventPayload, EventType};
 use mistral_events::wire::{ChatRequest, Message};

@@ -9,28 +9,14 @@
 //! 2. the next request is cut after three chunks; nothing is re-sent, and
 //!    the `error` event carries the text that did arrive as `partial`.
 //!
-//! Every event is printed on stdout as one JSON line.
+//! Each call's events are printed on stdout as JSON lines once it ends,
+//! after a heading on stderr.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use mistral_events::bus::{MistralEventBus, SubscribeOptions, Subscriber};
-use mistral_events::error::BoxError;
-use mistral_events::event::Event;
+use mistral_events::bus::{ChatHandle, MistralEventBus, SubscribeOptions};
 use mistral_events::sim::{Fault, Simulator};
+use mistral_events::subscribers::Collector;
 use mistral_events::wire::{ChatRequest, Message};
 use mistral_events::Client;
-
-/// Prints each event as a JSON line.
-struct JsonPrinter;
-
-#[async_trait]
-impl Subscriber for JsonPrinter {
-    async fn on_event(&mut self, event: Arc<Event>) -> Result<(), BoxError> {
-        println!("{}", event.to_json());
-        Ok(())
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,7 +27,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let client = Client::builder().base_url(simulator.base_url()).build()?;
     let bus = MistralEventBus::new(client);
-    bus.register(JsonPrinter, SubscribeOptions::reliable());
+    let collector = Collector::new();
+    bus.register(collector.clone(), SubscribeOptions::reliable());
     let request = || {
         ChatRequest::new(
             "mistral-small-latest",
@@ -51,12 +38,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     eprintln!("\n1. a 429 with Retry-After: 1, then success");
     simulator.push_fault(Fault::status(429).with_retry_after("1"));
-    let outcome = bus.stream_chat(request()).await?;
+    let outcome = show(&collector, bus.stream_chat(request())).await?;
     eprintln!("   completed after a retry: {:?}", outcome.content);
 
     eprintln!("\n2. a stream cut after 3 chunks");
     simulator.push_fault(Fault::CutAfter(3));
-    match bus.stream_chat(request()).await {
+    match show(&collector, bus.stream_chat(request())).await {
         Ok(_) => eprintln!("   unexpectedly complete"),
         Err(error) => eprintln!(
             "   {} error; partial text kept: {:?}; requests sent in all: {}",
@@ -69,4 +56,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     bus.shutdown().await;
     simulator.shutdown().await;
     Ok(())
+}
+
+/// Awaits a call, then prints its events in order.
+async fn show(
+    collector: &Collector,
+    handle: ChatHandle,
+) -> Result<mistral_events::bus::ChatOutcome, mistral_events::Error> {
+    let id = handle.request_id().clone();
+    let result = handle.await;
+    // The collector may still be handling the last event.
+    collector.wait_for_terminal(&id).await;
+    for event in collector.events_for(&id) {
+        println!("{}", event.to_json());
+    }
+    result
 }

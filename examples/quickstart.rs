@@ -14,8 +14,12 @@
 //! terminal printer (the answer goes to stdout as it streams) and a JSON
 //! Lines recorder (every event, in a file named on stderr).
 
+use std::io::IsTerminal;
+use std::time::Duration;
+
 use mistral_events::backend::Backend;
 use mistral_events::bus::{MistralEventBus, SubscribeOptions};
+use mistral_events::sim::Simulator;
 use mistral_events::subscribers::{JsonlRecorder, TerminalPrinter, TracingLogger};
 use mistral_events::wire::{ChatRequest, Message};
 
@@ -27,9 +31,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "mistral_events=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let backend = Backend::from_env().await?;
+    // The simulator answers in a blink; slow its chunks so the answer is
+    // seen to stream. A real server keeps its own pace.
+    let simulator = Simulator::builder().chunk_delay(Duration::from_millis(40));
+    let backend = Backend::from_env_with(simulator).await?;
     eprintln!("quickstart: talking to {}", backend.describe());
     let bus = MistralEventBus::new(backend.client_builder().build()?);
 

@@ -29,7 +29,7 @@
 use std::io;
 
 use crate::client::{env_value, Client, ClientBuilder, DEFAULT_BASE_URL};
-use crate::sim::Simulator;
+use crate::sim::{Simulator, SimulatorBuilder};
 
 /// The server picked from the environment. See the [module docs](self).
 #[derive(Debug)]
@@ -46,6 +46,16 @@ impl Backend {
     ///
     /// The simulator's error when it cannot bind a port.
     pub async fn from_env() -> io::Result<Self> {
+        Self::from_env_with(Simulator::builder()).await
+    }
+
+    /// Like [`from_env`](Self::from_env), starting the simulator from
+    /// `simulator` when it is picked (to slow its chunks for a demo, say).
+    ///
+    /// # Errors
+    ///
+    /// The simulator's error when it cannot bind a port.
+    pub async fn from_env_with(simulator: SimulatorBuilder) -> io::Result<Self> {
         let key = env_value("MISTRAL_API_KEY");
         let base_url = env_value("MISTRAL_BASE_URL");
         if key.is_some() || base_url.is_some() {
@@ -55,7 +65,7 @@ impl Backend {
                 description: url,
             });
         }
-        let simulator = Simulator::start().await?;
+        let simulator = simulator.start().await?;
         let description = format!("the built-in simulator at {}", simulator.base_url());
         Ok(Self {
             simulator: Some(simulator),

@@ -56,7 +56,7 @@ pub enum Error {
     },
 
     /// The connection failed or was cut.
-    #[error("connection failed: {source}")]
+    #[error("connection failed: {}", SourceChain(&**source))]
     Connection {
         /// The transport error.
         #[source]
@@ -398,6 +398,22 @@ impl Error {
         // Strip the URL: it is harmless, but a base URL may hold credentials
         // in its user-info part.
         Self::connection(error.without_url())
+    }
+}
+
+/// Shows an error and its causes as `outer: inner: innermost`, so that a
+/// one-line message says what actually failed (say, a DNS lookup).
+struct SourceChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for SourceChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(inner) = cause {
+            write!(f, ": {inner}")?;
+            cause = inner.source();
+        }
+        Ok(())
     }
 }
 

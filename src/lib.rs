@@ -90,5 +90,10 @@ pub mod subscribers;
 pub mod wire;
 
 pub use client::Client;
+
+/// The README's code blocks, compiled as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use error::{Error, ErrorKind};
 pub use id::RequestId;

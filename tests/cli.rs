@@ -169,6 +169,13 @@ fn usage_errors_exit_with_2() {
         Some(2)
     );
     assert_eq!(run(command().args(["frobnicate"])).status.code(), Some(2));
+    assert_eq!(
+        run(command().args(["chat", "--idle-timeout", "0", "hi"]))
+            .status
+            .code(),
+        Some(2),
+        "a zero timeout is refused"
+    );
     let bad_url = run(command()
         .env("MISTRAL_BASE_URL", "ftp://nowhere")
         .args(["chat", "hi"]));
@@ -218,6 +225,10 @@ fn an_api_error_exits_with_1_and_says_why() {
     let stderr = text(&output.stderr);
     assert!(stderr.contains(&url), "names the server: {stderr}");
     assert!(stderr.contains("Invalid model: nope"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour codes off a terminal: {stderr}"
+    );
     assert!(output.stdout.is_empty());
 }
 

@@ -1,8 +1,8 @@
 //! The event bus: events in from producers, out to every subscriber.
 //!
-//! A [`MistralEventBus`] takes each [`Event`] that a chat, an agent, a job or
-//! your own code publishes and hands it to everyone listening. There are
-//! three ways to listen:
+//! A [`MistralEventBus`] takes each [`Event`] that a chat or your own code
+//! publishes and hands it to everyone listening. There are three ways to
+//! listen:
 //!
 //! - [`MistralEventBus::subscribe`] gives an [`EventStream`] that you poll;
 //! - [`MistralEventBus::register`] with [`SubscribeOptions::lossy`] runs a
@@ -161,6 +161,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::{AbortHandle, JoinHandle};
 
+/// The attribute for implementing [`Subscriber`], re-exported so that
+/// `#[mistral_events::bus::async_trait]` works without a dependency of
+/// your own.
+pub use async_trait::async_trait;
 pub use chat::{ChatHandle, ChatOptions, ChatOutcome};
 pub use resume::ResumePolicy;
 pub use stats::{BusStats, SubscriberStats};

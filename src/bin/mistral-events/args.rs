@@ -73,13 +73,13 @@ pub(crate) struct ChatArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) resume: u32,
     /// Connect timeout, such as 2s or 500ms.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = positive_duration, default_value = "10s")]
     pub(crate) connect_timeout: Duration,
     /// Time allowed for the response to start.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    #[arg(long, value_parser = positive_duration, default_value = "120s")]
     pub(crate) first_byte_timeout: Duration,
     /// Time allowed between two pieces of the stream.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = positive_duration, default_value = "60s")]
     pub(crate) idle_timeout: Duration,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
@@ -110,6 +110,16 @@ pub(crate) struct ReplayArgs {
     pub(crate) request_id: Option<RequestId>,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
+}
+
+/// A duration such as `2s` or `500ms`; zero is refused, since a zero
+/// timeout could never be met.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be longer than zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 fn parse_request_id(text: &str) -> Result<RequestId, String> {

@@ -26,7 +26,6 @@ pub(crate) async fn chat(args: ChatArgs) -> Exit {
             return Exit::Failed;
         }
     };
-    eprintln!("mistral-events: talking to {}", backend.describe());
     let client = backend
         .client_builder()
         .max_retries(args.max_retries)
@@ -41,6 +40,11 @@ pub(crate) async fn chat(args: ChatArgs) -> Exit {
             return Exit::Usage;
         }
     };
+    if backend.is_simulator() {
+        eprintln!("mistral-events: talking to {}", backend.describe());
+    } else {
+        eprintln!("mistral-events: talking to {}", client.base_url());
+    }
 
     let mut messages = Vec::new();
     if let Some(system) = args.system {
@@ -111,7 +115,8 @@ async fn read_body(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     tokio::fs::read(path).await
 }
 
-/// Registers the stdout sink (and the logger) for `mode`.
+/// Registers the stdout sink for `mode`, and the event logger when
+/// `RUST_LOG` asks for logs (the CLI reports the outcome itself).
 fn attach_output(bus: &MistralEventBus, mode: EventsMode) -> PipeClosed {
     let closed = PipeClosed::default();
     if mode != EventsMode::None {
@@ -119,6 +124,8 @@ fn attach_output(bus: &MistralEventBus, mode: EventsMode) -> PipeClosed {
             StdoutSink::new(mode, closed.clone()),
             SubscribeOptions::reliable(),
         );
+    }
+    if std::env::var_os("RUST_LOG").is_some() {
         bus.register(TracingLogger::new(), SubscribeOptions::lossy());
     }
     closed
@@ -156,15 +163,11 @@ async fn finish(
             Exit::Complete
         }
         Err(error) if error.kind() == ErrorKind::Cancelled => {
-            if mode != EventsMode::Jsonl {
-                eprintln!("mistral-events: interrupted");
-            }
+            eprintln!("mistral-events: interrupted");
             Exit::Interrupted
         }
         Err(error) => {
-            if mode != EventsMode::Jsonl {
-                print_error(&error);
-            }
+            print_error(&error);
             Exit::Failed
         }
     }

@@ -16,6 +16,7 @@ mod chat;
 mod output;
 mod sim;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -73,10 +74,12 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr; `RUST_LOG` picks what is shown (default: warnings).
+/// Colours only on a terminal.
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
