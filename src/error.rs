@@ -441,6 +441,19 @@ impl ErrorBody {
     }
 
     fn from_object(map: &serde_json::Map<String, Value>) -> Self {
+        // Gateways in front of Mistral may wrap the error: `{"error": {…}}`.
+        if !map.contains_key("message") {
+            match map.get("error") {
+                Some(Value::Object(inner)) => return Self::from_object(inner),
+                Some(Value::String(text)) => {
+                    return Self {
+                        message: Some(text.clone()),
+                        ..Self::default()
+                    }
+                }
+                _ => {}
+            }
+        }
         let mut parsed = Self {
             code: map.get("code").and_then(scalar_text),
             error_type: map.get("type").and_then(Value::as_str).map(str::to_owned),
@@ -633,6 +646,17 @@ mod tests {
 
         let empty = parse(503, "");
         assert!(empty.to_string().contains("HTTP 503"));
+    }
+
+    #[test]
+    fn wrapped_gateway_errors_are_unwrapped() {
+        let error = parse(
+            502,
+            r#"{"error":{"message":"upstream overloaded","type":"server_error","code":"overloaded"}}"#,
+        );
+        assert_eq!(error.error_type(), Some("server_error"));
+        assert_eq!(error.code(), Some("overloaded"));
+        assert!(error.to_string().contains("upstream overloaded"));
     }
 
     #[test]

@@ -350,3 +350,35 @@ async fn idle_gap_in_a_recorded_body_is_a_timeout() {
 }
 
 use futures_util::StreamExt as _;
+
+#[tokio::test]
+async fn explicit_nulls_in_chunk_fields_parse() {
+    let body = "data: {\"id\":null,\"model\":null,\"created\":null,\"choices\":[{\"index\":null,\"delta\":null}]}\n\n\
+                data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\",\"tool_calls\":[{\"id\":null,\"type\":null,\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":null,\"completion_tokens\":2,\"total_tokens\":2}}\n\n\
+                data: [DONE]\n\n";
+    let (events, result) = replay(body.as_bytes(), 1000).await;
+    check_contract(&events);
+    let outcome = result.expect("nulls are defaults");
+    assert_eq!(outcome.content, "ok");
+    assert_eq!(outcome.tool_calls[0].kind, "function");
+    assert_eq!(outcome.usage.unwrap().prompt_tokens, 0);
+}
+
+#[tokio::test]
+async fn error_objects_in_a_stream_end_it_with_an_api_error() {
+    let named = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n\
+                 event: error\ndata: {\"message\":\"upstream overloaded\",\"type\":\"server_error\"}\n\n\
+                 data: [DONE]\n\n";
+    let wrapped = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n\
+                   data: {\"error\":{\"message\":\"upstream overloaded\",\"type\":\"server_error\"}}\n\n\
+                   data: [DONE]\n\n";
+    for body in [named, wrapped] {
+        let (events, result) = replay(body.as_bytes(), 1000).await;
+        check_contract(&events);
+        let error = result.expect_err("an error in the stream is an error");
+        assert_eq!(error.kind(), ErrorKind::Api);
+        assert_eq!(error.error_type(), Some("server_error"));
+        assert!(error.to_string().contains("upstream overloaded"));
+        assert_eq!(error.partial(), "Hi");
+    }
+}

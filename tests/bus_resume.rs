@@ -12,6 +12,7 @@ use mistral_events::bus::{ChatOptions, EventFilter, MistralEventBus, ResumePolic
 use mistral_events::event::{Event, EventPayload, EventType};
 use mistral_events::sim::answer_text;
 use mistral_events::sim::Fault;
+use mistral_events::wire::Message;
 use mistral_events::{Client, ErrorKind, RequestId};
 use serde_json::json;
 use support::{chunks, joined, request, setup};
@@ -307,4 +308,26 @@ async fn a_tool_call_in_flight_is_not_resumed_and_the_error_says_why() {
         "{error}"
     );
     assert_eq!(error.partial(), "Let me look.");
+}
+
+#[tokio::test]
+async fn a_request_that_already_ends_in_a_prefix_resumes_without_a_seam() {
+    let s = setup().await;
+    let mut original = request(30);
+    original
+        .messages
+        .push(Message::assistant_prefix("Once upon a time,"));
+    let uncut = answer_text(&original);
+    s.sim.push_fault(Fault::CutAfter(5));
+    let outcome = s
+        .bus
+        .stream_chat_with(original, ChatOptions::new().resume(quick(1)))
+        .await
+        .unwrap();
+    assert_eq!(outcome.content, uncut, "one answer, no repeat and no seam");
+    let requests = s.sim.requests();
+    let messages = requests[1].body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "the prefix is extended, not doubled");
+    let prefix = messages[1]["content"].as_str().unwrap();
+    assert!(prefix.starts_with("Once upon a time,"), "{prefix}");
 }

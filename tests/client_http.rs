@@ -312,3 +312,22 @@ fn from_env_reads_key_and_base_url_and_treats_empty_as_unset() {
     std::env::remove_var("MISTRAL_BASE_URL");
     std::env::remove_var("MISTRAL_API_KEY");
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("POST", "/v1/chat/completions")
+        .with_status(302)
+        .with_header("location", "/elsewhere")
+        .create_async()
+        .await;
+    let elsewhere = server
+        .mock("GET", "/elsewhere")
+        .expect(0)
+        .create_async()
+        .await;
+    let error = client(&server).chat(request()).await.unwrap_err();
+    assert_eq!(error.status(), Some(302));
+    elsewhere.assert_async().await;
+}

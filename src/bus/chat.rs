@@ -172,20 +172,24 @@ impl Drop for ChatHandle {
 impl Future for ChatHandle {
     type Output = Result<ChatOutcome, Error>;
 
+    /// Polling again after the outcome was taken gives
+    /// [`Error::Cancelled`] with no partial text.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some(task) = self.task.as_mut() else {
             return Poll::Ready(Err(Error::Cancelled {
                 partial: String::new(),
             }));
         };
-        match Pin::new(task).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(result)) => Poll::Ready(result),
+        let joined = std::task::ready!(Pin::new(task).poll(cx));
+        // The outcome is taken once; a finished task needs no cancel on drop.
+        self.task = None;
+        Poll::Ready(match joined {
+            Ok(result) => result,
             // The task ends only by returning, unless the runtime shuts down.
-            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Cancelled {
+            Err(_) => Err(Error::Cancelled {
                 partial: String::new(),
-            })),
-        }
+            }),
+        })
     }
 }
 
@@ -214,29 +218,30 @@ impl MistralEventBus {
     /// Streams `request` through the bus with `options`.
     pub fn stream_chat_with(&self, request: ChatRequest, options: ChatOptions) -> ChatHandle {
         let model = request.model.clone();
-        let multi = request.n.unwrap_or(1) > 1;
+        let choices = request.n.unwrap_or(1);
         let resumer = options
             .resume
             .map(|policy| Resumer::new(policy, self.client().retry_policy(), request.clone()));
         let stream = self.client().chat_stream(request);
-        self.spawn_chat(stream, model, multi, resumer, options)
+        self.spawn_chat(stream, model, choices, resumer, options)
     }
 
     /// Runs a recorded SSE body through the same decoder and events as a
-    /// live chat. `model` fills the `start` event.
+    /// live chat. `model` fills the `start` event. Only choice 0 of the
+    /// recording is replayed.
     pub fn replay<S>(&self, body: S, model: impl Into<String>, options: ChatOptions) -> ChatHandle
     where
         S: Stream<Item = Result<Bytes, Error>> + Send + 'static,
     {
         let stream = ChatStream::from_body(body, self.client().timeouts().idle);
-        self.spawn_chat(stream, model.into(), false, None, options)
+        self.spawn_chat(stream, model.into(), 1, None, options)
     }
 
     fn spawn_chat(
         &self,
         stream: ChatStream,
         model: String,
-        multi: bool,
+        choices: u32,
         resumer: Option<Resumer>,
         options: ChatOptions,
     ) -> ChatHandle {
@@ -247,7 +252,7 @@ impl MistralEventBus {
             request_id: request_id.clone(),
             correlation: options.correlation,
             seq: 0,
-            multi,
+            choices,
             attempts: 1,
             resumer,
         };
@@ -266,7 +271,8 @@ struct Driver {
     request_id: RequestId,
     correlation: Correlation,
     seq: u64,
-    multi: bool,
+    /// The choices the request asked for (`n`).
+    choices: u32,
     /// Requests sent so far, counting retries and resumes.
     attempts: u32,
     /// Set when the call resumes cut streams.
@@ -281,7 +287,6 @@ enum Ending {
 }
 
 /// What a call has received so far, across its attempts.
-#[derive(Default)]
 struct Progress {
     assembler: ChatAssembler,
     pieces: Vec<Piece>,
@@ -292,6 +297,16 @@ struct Progress {
 }
 
 impl Progress {
+    fn new(choices: u32) -> Self {
+        Self {
+            assembler: ChatAssembler::with_choices(choices),
+            pieces: Vec::new(),
+            meta: None,
+            first_output: None,
+            usages: Vec::new(),
+        }
+    }
+
     fn end_attempt(&mut self) {
         self.usages.push(self.assembler.take_usage());
     }
@@ -323,7 +338,7 @@ impl Driver {
         })
         .await;
 
-        let mut progress = Progress::default();
+        let mut progress = Progress::new(self.choices);
         let ending = loop {
             let ending = self
                 .read_attempt(&mut stream, &mut progress, &mut cancelled, started)
@@ -452,9 +467,13 @@ impl Driver {
                     if progress.first_output.is_none() && !progress.pieces.is_empty() {
                         progress.first_output = Some(started.elapsed());
                     }
-                    let failed = self
-                        .publish_pieces(&mut progress.pieces, progress.meta.as_ref())
-                        .await;
+                    // A reliable subscriber may hold this up; a cancel must
+                    // still close the connection at once.
+                    let failed = tokio::select! {
+                        biased;
+                        () = wait_for_cancel(cancelled) => return Ending::Cancelled,
+                        failed = self.publish_pieces(&mut progress.pieces, progress.meta.as_ref()) => failed,
+                    };
                     if let Some(error) = failed {
                         return Ending::Failed(error);
                     }
@@ -467,11 +486,7 @@ impl Driver {
     /// policy, or the end of the call.
     fn next_attempt(&mut self, error: Error, progress: &Progress) -> Next {
         match &mut self.resumer {
-            Some(resumer) => resumer.next(
-                error,
-                progress.assembler.content(),
-                progress.assembler.has_open_tool_calls(),
-            ),
+            Some(resumer) => resumer.next(error, &progress.assembler),
             None => Next::GiveUp(error),
         }
     }
@@ -520,7 +535,7 @@ impl Driver {
     }
 
     fn choice_tag(&self, choice: u32) -> Option<u32> {
-        self.multi.then_some(choice)
+        (self.choices > 1).then_some(choice)
     }
 
     async fn publish(&mut self, payload: EventPayload) {

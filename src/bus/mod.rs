@@ -169,7 +169,7 @@ pub use chat::{ChatHandle, ChatOptions, ChatOutcome};
 pub use resume::ResumePolicy;
 pub use stats::{BusStats, SubscriberStats};
 pub use stream::{EventFilter, EventStream, Lagged};
-pub use subscriber::{Delivery, SubscribeOptions, Subscriber, SubscriberId};
+pub use subscriber::{Delivery, SubscribeOptions, Subscriber, SubscriberId, MAX_QUEUE};
 
 use crate::client::Client;
 use crate::event::{Event, EventPayload};
@@ -281,18 +281,24 @@ impl MistralEventBus {
     /// As for [`publish`](Self::publish).
     pub async fn publish_shared(&self, event: Arc<Event>) {
         let inner = &*self.inner;
-        if inner.is_closed() {
-            return;
-        }
-        inner.published.fetch_add(1, Ordering::Relaxed);
-
         // Having no reader is normal, so a failed send is not an error.
         if inner.reliable_count.load(Ordering::Acquire) == 0 {
+            if inner.is_closed() {
+                return;
+            }
+            inner.published.fetch_add(1, Ordering::Relaxed);
             let _ = inner.ring.send(Signal::Event(event));
             return;
         }
+        // The closed check and the snapshot share one lock: a snapshot taken
+        // before shutdown keeps its queues open until this event is in, so
+        // shutdown's drain delivers it.
+        let Some(queues) = inner.open_reliable_queues() else {
+            return;
+        };
+        inner.published.fetch_add(1, Ordering::Relaxed);
         let _ = inner.ring.send(Signal::Event(Arc::clone(&event)));
-        self.deliver_reliable(&event).await;
+        self.deliver_reliable(&queues, &event).await;
     }
 
     /// Every event from now on, as a lossy stream.
@@ -383,6 +389,10 @@ impl MistralEventBus {
     /// held. The end marker takes one slot of the ring, so a reader already
     /// a whole ring behind loses one more event, and is told so.
     ///
+    /// Calls still streaming publish nothing after this, so a subscriber
+    /// may see a call without its terminal event: await or cancel the
+    /// [`ChatHandle`]s first.
+    ///
     /// Calling it again waits for the same drain and does nothing more.
     /// A subscriber that never returns from `on_event` keeps this waiting:
     /// wrap the call in [`tokio::time::timeout`] if that matters. Never
@@ -405,9 +415,8 @@ impl MistralEventBus {
     }
 
     /// Offers `event` to each reliable queue in turn.
-    async fn deliver_reliable(&self, event: &Arc<Event>) {
-        let queues = self.inner.reliable_queues();
-        for queue in queues.iter() {
+    async fn deliver_reliable(&self, queues: &[Arc<ReliableQueue>], event: &Arc<Event>) {
+        for queue in queues {
             let failure = match queue.try_offer(event) {
                 Offer::Done => continue,
                 Offer::Failed(failure) => failure,
@@ -464,8 +473,10 @@ impl Inner {
         self.closed.load(Ordering::Acquire)
     }
 
-    fn reliable_queues(&self) -> Arc<[Arc<ReliableQueue>]> {
-        Arc::clone(&self.registry().reliable)
+    /// The reliable queues, or `None` once the bus is closed.
+    fn open_reliable_queues(&self) -> Option<Arc<[Arc<ReliableQueue>]>> {
+        let registry = self.registry();
+        (!self.is_closed()).then(|| Arc::clone(&registry.reliable))
     }
 
     fn set_reliable(&self, registry: &mut Registry, queues: Arc<[Arc<ReliableQueue>]>) {

@@ -28,7 +28,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 use crate::client::retry::RetryState;
-use crate::client::RetryPolicy;
+use crate::client::{ChatAssembler, RetryPolicy};
 use crate::error::{Error, TimeoutPhase};
 use crate::wire::{ChatRequest, Message};
 
@@ -117,16 +117,31 @@ impl Resumer {
         }
     }
 
-    /// Decides what follows `error`, given the answer text received so far
-    /// and whether a tool call is still open.
-    pub(crate) fn next(&mut self, error: Error, content: &str, open_tool_call: bool) -> Next {
+    /// Decides what follows `error`, given what the call has received.
+    pub(crate) fn next(&mut self, error: Error, received: &ChatAssembler) -> Next {
         if !is_cut(&error) {
             return Next::GiveUp(error);
         }
-        if open_tool_call {
+        let content = received.content();
+        let first = received.choices().first();
+        if first.is_some_and(|choice| choice.finish_reason.is_some()) {
+            return not_resumed(
+                error,
+                "the answer had finished; only the end of the stream was missing",
+            );
+        }
+        if received.has_open_tool_calls() {
             return not_resumed(
                 error,
                 "a tool call was in flight, and its arguments cannot be continued",
+            );
+        }
+        let other_output = first
+            .is_some_and(|choice| !choice.thinking.is_empty() || !choice.tool_calls.is_empty());
+        if content.is_empty() && other_output {
+            return not_resumed(
+                error,
+                "only reasoning or tool calls had arrived, and only text can be continued",
             );
         }
         if content.is_empty() {
@@ -182,9 +197,21 @@ fn not_resumed(error: Error, reason: &str) -> Next {
 }
 
 /// The original request plus the partial answer as an assistant prefix.
+/// When the request already ended in a prefix, the answer continued that
+/// text, so the partial answer extends it rather than adding a second one.
 fn continuation(original: &ChatRequest, content: &str) -> ChatRequest {
     let mut request = original.clone();
-    request.messages.push(Message::assistant_prefix(content));
+    let earlier = match request.messages.last() {
+        Some(message @ Message::Assistant { prefix: true, .. }) => {
+            let text = message.text();
+            request.messages.pop();
+            text
+        }
+        _ => String::new(),
+    };
+    request
+        .messages
+        .push(Message::assistant_prefix(earlier + content));
     request
 }
 
@@ -203,13 +230,29 @@ mod tests {
         }
     }
 
+    /// An assembler fed `lines` of chunk JSON.
+    fn received(lines: &[&str]) -> ChatAssembler {
+        let mut assembler = ChatAssembler::with_choices(1);
+        let mut pieces = Vec::new();
+        for line in lines {
+            assembler.push(serde_json::from_str(line).unwrap(), &mut pieces);
+        }
+        assembler
+    }
+
+    fn text(text: &str) -> ChatAssembler {
+        received(&[&format!(
+            r#"{{"choices":[{{"index":0,"delta":{{"content":"{text}"}}}}]}}"#
+        )])
+    }
+
     #[test]
     fn resumes_with_the_partial_text_as_prefix_until_the_budget_runs_out() {
         let mut resumer = resumer(2);
         for round in 1..=2 {
             let Next::Attempt {
                 request, reason, ..
-            } = resumer.next(cut(), "Hello", false)
+            } = resumer.next(cut(), &text("Hello"))
             else {
                 panic!("round {round} resumes");
             };
@@ -221,17 +264,17 @@ mod tests {
             assert_eq!(request.messages.len(), 2);
         }
         assert!(matches!(
-            resumer.next(cut(), "Hello", false),
+            resumer.next(cut(), &text("Hello")),
             Next::GiveUp(_)
         ));
     }
 
     #[test]
-    fn api_errors_and_decode_errors_are_not_resumed() {
+    fn api_errors_are_not_resumed() {
         let mut resumer = resumer(5);
         let api = Error::stream_failed(Default::default());
         assert!(matches!(
-            resumer.next(api, "Hi", false),
+            resumer.next(api, &text("Hi")),
             Next::GiveUp(Error::Api(_))
         ));
     }
@@ -241,7 +284,7 @@ mod tests {
         let mut resumer = resumer(5);
         let Next::Attempt {
             request, reason, ..
-        } = resumer.next(cut(), "", false)
+        } = resumer.next(cut(), &ChatAssembler::with_choices(1))
         else {
             panic!("retried");
         };
@@ -252,10 +295,49 @@ mod tests {
     #[test]
     fn an_open_tool_call_refuses_with_a_reason() {
         let mut resumer = resumer(5);
-        let Next::GiveUp(error) = resumer.next(cut(), "Hi", true) else {
+        let open_call = received(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"abcdefghi","index":0,"function":{"name":"f","arguments":"{"}}]}}]}"#,
+        ]);
+        let Next::GiveUp(error) = resumer.next(cut(), &open_call) else {
             panic!("refused");
         };
         assert!(error.to_string().contains("tool call was in flight"));
         assert_eq!(error.kind(), crate::ErrorKind::Truncated);
+    }
+
+    #[test]
+    fn a_finished_answer_is_not_resumed() {
+        let mut resumer = resumer(5);
+        let finished = received(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"Done"},"finish_reason":"length"}]}"#,
+        ]);
+        let Next::GiveUp(error) = resumer.next(cut(), &finished) else {
+            panic!("refused");
+        };
+        assert!(error.to_string().contains("had finished"), "{error}");
+    }
+
+    #[test]
+    fn reasoning_alone_is_neither_retried_nor_resumed() {
+        let mut resumer = resumer(5);
+        let thought = received(&[
+            r#"{"choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"Let me think."}]}]}}]}"#,
+        ]);
+        let Next::GiveUp(error) = resumer.next(cut(), &thought) else {
+            panic!("refused, so the thinking is not sent twice");
+        };
+        assert!(error.to_string().contains("only reasoning"), "{error}");
+    }
+
+    #[test]
+    fn an_existing_prefix_is_extended_not_doubled() {
+        let request = ChatRequest::new(
+            "m",
+            vec![Message::user("hi"), Message::assistant_prefix("Once")],
+        );
+        let resumed = continuation(&request, " upon");
+        assert_eq!(resumed.messages.len(), 2);
+        assert_eq!(resumed.messages[1], Message::assistant_prefix("Once upon"));
     }
 }

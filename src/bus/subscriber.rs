@@ -119,6 +119,10 @@ fn short_type_name(full: &str) -> &str {
         .unwrap_or(without_generics)
 }
 
+/// The largest reliable queue, in events. The queue is allocated as it
+/// fills, but tokio's channel refuses capacities beyond a limit of its own.
+pub const MAX_QUEUE: usize = 1 << 24;
+
 /// How the bus hands events to a subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -198,6 +202,8 @@ impl SubscribeOptions {
     ///
     /// Setting it makes the delivery reliable.
     ///
+    /// Capacities above [`MAX_QUEUE`] are lowered to it.
+    ///
     /// # Panics
     ///
     /// When `events` is 0.
@@ -205,7 +211,7 @@ impl SubscribeOptions {
     pub fn queue(mut self, events: usize) -> Self {
         assert!(events > 0, "a reliable queue needs room for one event");
         self.delivery = Delivery::Reliable {
-            queue: events,
+            queue: events.min(MAX_QUEUE),
             max_wait: self.reliable_parts().1,
         };
         self

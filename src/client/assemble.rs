@@ -94,17 +94,40 @@ pub struct ChoiceState {
 /// assert_eq!(assembler.usage().unwrap().total_tokens, 5);
 /// assert!(matches!(&pieces[0], Piece::Text { index: 0, text, .. } if text == "Hel"));
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ChatAssembler {
     choices: Vec<ChoiceState>,
     usage: Option<Usage>,
     model: Option<String>,
+    max_choices: u32,
+}
+
+/// The most choices [`ChatAssembler::new`] keeps.
+pub const MAX_CHOICES: u32 = 128;
+
+impl Default for ChatAssembler {
+    fn default() -> Self {
+        Self::with_choices(MAX_CHOICES)
+    }
 }
 
 impl ChatAssembler {
-    /// An empty assembler.
+    /// An empty assembler that keeps up to [`MAX_CHOICES`] choices.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty assembler for a request with `n` choices. Deltas for a
+    /// choice index at or above `n` are dropped (and logged at debug): a
+    /// server has no business sending them, and a wild index must not make
+    /// the assembler allocate for it.
+    pub fn with_choices(n: u32) -> Self {
+        Self {
+            choices: Vec::new(),
+            usage: None,
+            model: None,
+            max_choices: n.clamp(1, MAX_CHOICES),
+        }
     }
 
     /// Adds one chunk, appending what it contributed to `out`.
@@ -118,6 +141,14 @@ impl ChatAssembler {
         }
         for choice in chunk.choices {
             let index = choice.index;
+            if index >= self.max_choices {
+                tracing::debug!(
+                    target: "mistral_events::client",
+                    choice = index,
+                    "dropped a delta for a choice the request did not ask for"
+                );
+                continue;
+            }
             let state = self.choice_mut(index);
             if let Some(content) = choice.delta.content {
                 state.take_content(index, content, out);
@@ -228,25 +259,36 @@ impl ChoiceState {
     }
 
     fn take_tool_calls(&mut self, choice: u32, calls: Vec<ToolCall>, out: &mut Vec<Piece>) {
-        for (position, fragment) in calls.into_iter().enumerate() {
+        // A call is complete only when its choice finishes: fragments of
+        // different calls may interleave.
+        if self.finish_reason.is_some() {
+            tracing::debug!(
+                target: "mistral_events::client",
+                choice,
+                "dropped a tool-call fragment after the choice finished"
+            );
+            return;
+        }
+        for (position, mut fragment) in calls.into_iter().enumerate() {
+            if fragment.id == "null" {
+                fragment.id.clear();
+            }
             // Whole calls often come without `index`: their position stands in.
             let index = fragment.index.unwrap_or(position as u32);
-            // A call at a higher index means the lower ones are complete.
-            let done: Vec<u32> = self.pending.range(..index).map(|(key, _)| *key).collect();
-            for key in done {
-                if let Some(call) = self.pending.remove(&key) {
-                    self.complete_call(choice, call, out);
+            fragment.index = Some(index);
+            match self.pending.remove(&index) {
+                // A different id at the same index starts a new call: two
+                // whole calls in separate chunks, both without `index`.
+                Some(open) if starts_new_call(&open, &fragment) => {
+                    self.complete_call(choice, open, out);
+                    self.pending.insert(index, fragment);
                 }
-            }
-            match self.pending.get_mut(&index) {
-                Some(open) => merge_fragment(open, fragment),
+                Some(mut open) => {
+                    merge_fragment(&mut open, fragment);
+                    self.pending.insert(index, open);
+                }
                 None => {
-                    let mut call = fragment;
-                    call.index = Some(index);
-                    if call.id == "null" {
-                        call.id.clear();
-                    }
-                    self.pending.insert(index, call);
+                    self.pending.insert(index, fragment);
                 }
             }
         }
@@ -262,6 +304,12 @@ impl ChoiceState {
         self.tool_calls.push(call.clone());
         out.push(Piece::ToolCall { choice, call });
     }
+}
+
+/// Whether `fragment` names a call other than `open`. Continuations carry
+/// no id (or the literal `"null"`, cleared on arrival).
+fn starts_new_call(open: &ToolCall, fragment: &ToolCall) -> bool {
+    !open.id.is_empty() && !fragment.id.is_empty() && open.id != fragment.id
 }
 
 /// Joins a continuation fragment onto an open call: arguments append, and
@@ -329,6 +377,61 @@ mod tests {
             .map(|call| call.function.name.as_str())
             .collect();
         assert_eq!(names, ["one", "two"]);
+    }
+
+    #[test]
+    fn whole_calls_in_separate_chunks_without_index_stay_apart() {
+        let (_, pieces) = run(&[
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"aaaaaaaaa","function":{"name":"one","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"bbbbbbbbb","index":0,"function":{"name":"two","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":""},"finish_reason":"tool_calls"}]}"#,
+        ]);
+        let found: Vec<(&str, &str)> = calls(&pieces)
+            .iter()
+            .map(|call| {
+                (
+                    call.function.name.as_str(),
+                    call.function.arguments.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(found, [("one", "{}"), ("two", "{}")]);
+    }
+
+    #[test]
+    fn interleaved_fragments_join_per_index() {
+        let (_, pieces) = run(&[
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"aaaaaaaaa","index":0,"function":{"name":"one","arguments":"{\"a\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"bbbbbbbbb","index":1,"function":{"name":"two","arguments":"{\"b\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"","arguments":"1}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"name":"","arguments":"2}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":2,"function":{"name":"late","arguments":"{}"}}]}}]}"#,
+        ]);
+        let found: Vec<(&str, &str)> = calls(&pieces)
+            .iter()
+            .map(|call| {
+                (
+                    call.function.name.as_str(),
+                    call.function.arguments.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(found, [("one", r#"{"a":1}"#), ("two", r#"{"b":2}"#)]);
+    }
+
+    #[test]
+    fn choices_beyond_the_request_are_dropped() {
+        let mut assembler = ChatAssembler::with_choices(1);
+        let mut pieces = Vec::new();
+        let chunk: CompletionChunk = serde_json::from_str(
+            r#"{"choices":[{"index":4294967295,"delta":{"content":"x"}},{"index":1,"delta":{"content":"y"}},{"index":0,"delta":{"content":"z"}}]}"#,
+        )
+        .unwrap();
+        assembler.push(chunk, &mut pieces);
+        assert_eq!(assembler.choices().len(), 1);
+        assert_eq!(assembler.content(), "z");
+        assert_eq!(pieces.len(), 1);
     }
 
     #[test]

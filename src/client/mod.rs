@@ -47,7 +47,7 @@ use reqwest::header::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-pub use assemble::{ChatAssembler, ChoiceState, Piece};
+pub use assemble::{ChatAssembler, ChoiceState, Piece, MAX_CHOICES};
 pub use config::{RetryPolicy, Timeouts};
 pub use meta::{RateLimits, ResponseMeta};
 pub use stream::{ChatStream, RetryNotice, StreamEvent};
@@ -437,14 +437,27 @@ impl ClientBuilder {
     /// # Errors
     ///
     /// [`Error::Config`] for a base URL that is not an http(s) origin, a
-    /// header that is not valid HTTP, or a TLS setup failure.
+    /// key or header that cannot be sent in HTTP, or a TLS setup failure.
     pub fn build(self) -> Result<Client, Error> {
+        if let Some(key) = &self.api_key {
+            // Checked here, so that a key with a newline fails loudly
+            // instead of being left out of every request. The message
+            // must not quote the key.
+            if HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).is_err() {
+                return Err(Error::Config(
+                    "the API key holds characters that cannot be sent in a header".to_owned(),
+                ));
+            }
+        }
         let base_url = normalise_base_url(self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL))?;
         let headers = self.header_map()?;
         let http = match self.http {
             Some(http) => http,
+            // Redirects are not followed: a 3xx would turn the POST into a
+            // GET and hide where the request went. It surfaces as an error.
             None => reqwest::Client::builder()
                 .connect_timeout(self.timeouts.connect)
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|error| Error::Config(format!("HTTP client setup failed: {error}")))?,
         };
@@ -553,6 +566,16 @@ mod tests {
         );
         assert!(!shown.contains("sk-very-secret-key"), "{shown}");
         assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_is_refused_without_quoting_it() {
+        let error = Client::builder()
+            .api_key("sk-abc\ndef")
+            .build()
+            .unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::Config);
+        assert!(!error.to_string().contains("sk-abc"));
     }
 
     #[test]

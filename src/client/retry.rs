@@ -109,7 +109,10 @@ pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(seconds));
     }
     if let Ok(seconds) = text.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        // Too large for a Duration (`1e20`, or more digits than a u64
+        // holds) means "a very long time": the cap applies later.
+        return (seconds >= 0.0)
+            .then(|| Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX));
     }
     let when = httpdate::parse_http_date(text).ok()?;
     Some(
@@ -210,6 +213,16 @@ mod tests {
         headers.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
         let parsed = parse_retry_after(&headers).unwrap();
         assert!(parsed <= Duration::from_secs(30) && parsed >= Duration::from_secs(28));
+
+        for huge in ["99999999999999999999", "1e20", "inf"] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(huge));
+            assert_eq!(parse_retry_after(&headers), Some(Duration::MAX), "{huge}");
+        }
+        let mut state = RetryState::new(RetryPolicy::default());
+        let plan = state
+            .plan(&status_error(429, Some(Duration::MAX)))
+            .expect("a capped wait");
+        assert!(plan.delay <= Duration::from_secs(66));
 
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(parse_retry_after(&headers), None);

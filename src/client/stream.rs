@@ -301,6 +301,12 @@ impl ChatStream {
                     *state = State::Done;
                     return Poll::Ready(None);
                 }
+                // Chat streams send unnamed events; a gateway may name an
+                // error one.
+                if event.event == "error" {
+                    *state = State::Done;
+                    return Poll::Ready(Some(Err(Error::from_stream_body(event.data.as_bytes()))));
+                }
                 return match parse_chunk(event.data) {
                     Ok(chunk) => Poll::Ready(Some(Ok(StreamEvent::Chunk(chunk)))),
                     Err(error) => {
@@ -350,7 +356,7 @@ fn parse_chunk(data: &str) -> Result<CompletionChunk, Error> {
         source,
         partial: String::new(),
     })?;
-    if chunk.object == "error" {
+    if chunk.object == "error" || chunk.error.is_some() {
         return Err(Error::from_stream_body(data.as_bytes()));
     }
     Ok(chunk)

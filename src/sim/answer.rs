@@ -13,6 +13,12 @@
 //! the prefix's text taken off the front. That way `prefix + continuation`
 //! is the uncut answer, byte for byte, which is what resuming a cut stream
 //! needs.
+//!
+//! A prefix may also start with text of the caller's own (`"Once"`) and go
+//! on with part of the answer, as when a stream that began from a prefix is
+//! resumed. The answer then continues after the longest start of the answer
+//! that the prefix ends with; a prefix that ends with none of it gets the
+//! whole answer.
 
 use crate::wire::{ChatRequest, Message, Tool, ToolChoice};
 
@@ -198,10 +204,24 @@ impl TokenSource {
         let full = Self::uncut(request, seed);
         match prefix {
             Some(prefix) if !prefix.is_empty() => {
-                full.clone().continue_after(&prefix).unwrap_or(full)
+                let head = full.clone().text_up_to(prefix.len());
+                let covered = covered_by(&prefix, &head);
+                full.clone()
+                    .continue_after(&head[..covered])
+                    .unwrap_or(full)
             }
             _ => full,
         }
+    }
+
+    /// The answer's first tokens, until they hold `bytes` bytes or the
+    /// answer ends.
+    fn text_up_to(mut self, bytes: usize) -> String {
+        let (mut text, mut token) = (String::new(), String::new());
+        while text.len() < bytes && self.next_into(&mut token) {
+            text.push_str(&token);
+        }
+        text
     }
 
     /// The whole answer for `seed`, limited by `max_tokens`.
@@ -280,6 +300,47 @@ impl Iterator for TokenSource {
         let mut token = String::new();
         self.next_into(&mut token).then_some(token)
     }
+}
+
+/// The length of the longest start of `answer` that `prefix` ends with.
+///
+/// A Knuth-Morris-Pratt pass: the matcher for `answer` is run over
+/// `prefix`, and the state it ends in is the overlap. Linear in both
+/// lengths, so a long prefix costs no more than reading it.
+fn covered_by(prefix: &str, answer: &str) -> usize {
+    let pattern = answer.as_bytes();
+    if pattern.is_empty() {
+        return 0;
+    }
+    // failure[i]: the longest proper border of pattern[..=i].
+    let mut failure = vec![0usize; pattern.len()];
+    let mut border = 0;
+    for i in 1..pattern.len() {
+        while border > 0 && pattern[i] != pattern[border] {
+            border = failure[border - 1];
+        }
+        if pattern[i] == pattern[border] {
+            border += 1;
+        }
+        failure[i] = border;
+    }
+    let mut matched = 0;
+    for &byte in prefix.as_bytes() {
+        if matched == pattern.len() {
+            matched = failure[matched - 1];
+        }
+        while matched > 0 && byte != pattern[matched] {
+            matched = failure[matched - 1];
+        }
+        if byte == pattern[matched] {
+            matched += 1;
+        }
+    }
+    // Only an overlap that splits no character can be cut out of the text.
+    while matched > 0 && !answer.is_char_boundary(matched) {
+        matched = failure[matched - 1];
+    }
+    matched
 }
 
 /// `metadata.sim_tokens`, when it is a whole number.
@@ -404,6 +465,32 @@ mod tests {
             .messages
             .push(Message::assistant_prefix("Zebra"));
         assert_eq!(answer_text(&with_prefix), full);
+    }
+
+    #[test]
+    fn a_prefix_of_own_text_then_answer_text_continues_after_the_answer_part() {
+        let mut first = request("Hello");
+        first.messages.push(Message::assistant_prefix("Once"));
+        let answer = answer_text(&first);
+        assert_eq!(answer, answer_text(&request("Hello")));
+        let cut = answer
+            .char_indices()
+            .nth(answer.len() / 2)
+            .map_or(0, |(i, _)| i);
+        let mut resumed = request("Hello");
+        resumed
+            .messages
+            .push(Message::assistant_prefix(format!("Once{}", &answer[..cut])));
+        assert_eq!(answer_text(&resumed), answer[cut..]);
+    }
+
+    #[test]
+    fn overlap_is_the_longest_answer_start_the_prefix_ends_with() {
+        assert_eq!(covered_by("Once upon", "upon a time"), 4);
+        assert_eq!(covered_by("xyz", "upon"), 0);
+        assert_eq!(covered_by("aaa", "aab"), 2);
+        assert_eq!(covered_by("", "abc"), 0);
+        assert_eq!(covered_by("abcabc", "abc"), 3);
     }
 
     #[test]

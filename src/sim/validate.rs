@@ -105,7 +105,25 @@ pub(crate) fn chat_request(raw: &[u8], parsed: Option<&Value>) -> Result<ChatReq
     check_fields(fields)?;
     let request = parse_fields(fields)?;
     check_message_order(&request.messages)?;
+    check_choices(request.n)?;
     Ok(request)
+}
+
+/// The most choices the simulator generates for one request.
+pub(crate) const MAX_CHOICES: u32 = 16;
+
+/// `n` between 1 and [`MAX_CHOICES`], so that one request cannot make the
+/// simulator generate without end.
+fn check_choices(n: Option<u32>) -> Result<(), Rejection> {
+    match n {
+        Some(count) if count == 0 || count > MAX_CHOICES => Err(Rejection::Schema(vec![json!({
+            "type": "less_than_equal",
+            "loc": ["body", "n"],
+            "msg": format!("Input should be between 1 and {MAX_CHOICES}"),
+            "input": count,
+        })])),
+        _ => Ok(()),
+    }
 }
 
 /// A body that is not JSON at all.
@@ -281,6 +299,14 @@ mod tests {
             rejection.body()["detail"][0]["loc"],
             json!(["body", "max_tokens"])
         );
+    }
+
+    #[test]
+    fn too_many_choices_are_refused() {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":3000000}"#;
+        let rejection = check(body).unwrap_err();
+        assert_eq!(rejection.status(), 422);
+        assert!(check(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":3}"#).is_ok());
     }
 
     #[test]

@@ -20,9 +20,11 @@ use crate::event::{Event, EventPayload};
 /// (`n` > 1) it prints the first.
 ///
 /// The writer is a blocking [`std::io::Write`], flushed after every chunk:
-/// fine for a terminal or a pipe, where a write takes microseconds. For a
-/// slow sink, use [`JsonlRecorder`](super::JsonlRecorder), which writes
-/// asynchronously.
+/// fine for a terminal or a pipe, where a write takes microseconds. A write
+/// that blocks holds a runtime thread meanwhile; on a `current_thread`
+/// runtime that stalls everything, including the timer that would detach
+/// the printer. For a slow sink, use
+/// [`JsonlRecorder`](super::JsonlRecorder), which writes asynchronously.
 ///
 /// A write error makes [`on_event`](Subscriber::on_event) fail, so it is
 /// counted. A broken pipe also raises [`closed`](Self::closed), after which

@@ -774,10 +774,14 @@ impl<'de> Deserialize<'de> for ToolChoice {
 #[non_exhaustive]
 pub struct ToolCall {
     /// The call's id (nine alphanumerics from Mistral's own models).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub id: String,
     /// Always `function` today.
-    #[serde(rename = "type", default = "default_tool_type")]
+    #[serde(
+        rename = "type",
+        default = "default_tool_type",
+        deserialize_with = "tool_type_or_default"
+    )]
     pub kind: String,
     /// The function and its arguments.
     pub function: FunctionCall,
@@ -788,6 +792,10 @@ pub struct ToolCall {
 
 fn default_tool_type() -> String {
     "function".to_owned()
+}
+
+fn tool_type_or_default<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_else(default_tool_type))
 }
 
 impl ToolCall {
@@ -814,7 +822,7 @@ impl ToolCall {
 #[non_exhaustive]
 pub struct FunctionCall {
     /// The function's name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     /// The arguments, as a JSON string. An object sent by the server is
     /// turned into its JSON text.
@@ -851,13 +859,13 @@ open_enum! {
 #[non_exhaustive]
 pub struct Usage {
     /// Tokens in the prompt.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub prompt_tokens: u64,
     /// Tokens generated.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub completion_tokens: u64,
     /// Their sum.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total_tokens: u64,
     /// Fields beyond the three counts (`prompt_tokens_details`,
     /// `service_tier`, …), kept as they came.
@@ -953,16 +961,16 @@ pub struct AssistantMessage {
 #[non_exhaustive]
 pub struct CompletionChunk {
     /// The completion's id, the same on every chunk.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub id: String,
     /// `chat.completion.chunk`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub object: String,
     /// Creation time, Unix seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created: u64,
     /// The model that answers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub model: String,
     /// The deltas; empty on a usage-only chunk.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -970,6 +978,10 @@ pub struct CompletionChunk {
     /// Token counts, on the last chunk only.
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// An error object some gateways send in place of a chunk
+    /// (`{"error":{…}}`); the stream treats it as an API error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -985,10 +997,10 @@ where
 #[non_exhaustive]
 pub struct ChunkChoice {
     /// The choice this delta belongs to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub index: u32,
     /// What this chunk adds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub delta: Delta,
     /// Set on the choice's last chunk.
     #[serde(default)]

@@ -9,6 +9,7 @@ use futures_util::stream;
 use mistral_events::backend::Backend;
 use mistral_events::bus::{
     ChatHandle, ChatOptions, ChatOutcome, MistralEventBus, ResumePolicy, SubscribeOptions,
+    SubscriberId,
 };
 use mistral_events::subscribers::TracingLogger;
 use mistral_events::wire::{ChatRequest, Message};
@@ -43,7 +44,10 @@ pub(crate) async fn chat(args: ChatArgs) -> Exit {
     if backend.is_simulator() {
         eprintln!("mistral-events: talking to {}", backend.describe());
     } else {
-        eprintln!("mistral-events: talking to {}", client.base_url());
+        eprintln!(
+            "mistral-events: talking to {}",
+            shown_url(client.base_url())
+        );
     }
 
     let mut messages = Vec::new();
@@ -55,7 +59,7 @@ pub(crate) async fn chat(args: ChatArgs) -> Exit {
     request.max_tokens = args.max_tokens;
 
     let bus = MistralEventBus::new(client);
-    let closed = attach_output(&bus, args.output.events);
+    let output = attach_output(&bus, args.output.events);
     let mut options = ChatOptions::new();
     if let Some(id) = args.request_id {
         options = options.request_id(id);
@@ -64,7 +68,7 @@ pub(crate) async fn chat(args: ChatArgs) -> Exit {
         options = options.resume(ResumePolicy::new(args.resume));
     }
     let handle = bus.stream_chat_with(request, options);
-    let exit = finish(&bus, handle, args.output.events, closed).await;
+    let exit = finish(&bus, handle, args.output.events, output).await;
 
     backend.shutdown().await;
     exit
@@ -91,7 +95,7 @@ pub(crate) async fn replay(args: ReplayArgs) -> Exit {
         }
     };
     let bus = MistralEventBus::new(client);
-    let closed = attach_output(&bus, args.output.events);
+    let output = attach_output(&bus, args.output.events);
 
     // Feed the body in network-sized pieces, as a socket would.
     let pieces: Vec<Result<Bytes, Error>> = body
@@ -103,7 +107,7 @@ pub(crate) async fn replay(args: ReplayArgs) -> Exit {
         options = options.request_id(id);
     }
     let handle = bus.replay(stream::iter(pieces), "replay", options);
-    finish(&bus, handle, args.output.events, closed).await
+    finish(&bus, handle, args.output.events, output).await
 }
 
 async fn read_body(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
@@ -115,20 +119,50 @@ async fn read_body(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     tokio::fs::read(path).await
 }
 
+/// A URL for a notice: any user name and password in it are left out.
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.as_str().trim_end_matches('/').to_owned()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// The stdout sink, as registered for one command.
+struct Output {
+    closed: PipeClosed,
+    sink: Option<SubscriberId>,
+}
+
+impl Output {
+    /// Whether the sink was detached for falling behind its maximum wait.
+    fn fell_behind(&self, bus: &MistralEventBus) -> bool {
+        self.sink
+            .and_then(|id| bus.stats().subscriber(id).map(|stats| stats.detached))
+            .unwrap_or(false)
+    }
+}
+
+/// The sink waits for a slow reader, as a pipe would, for this long.
+const SINK_PATIENCE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Registers the stdout sink for `mode`, and the event logger when
 /// `RUST_LOG` asks for logs (the CLI reports the outcome itself).
-fn attach_output(bus: &MistralEventBus, mode: EventsMode) -> PipeClosed {
+fn attach_output(bus: &MistralEventBus, mode: EventsMode) -> Output {
     let closed = PipeClosed::default();
-    if mode != EventsMode::None {
+    let sink = (mode != EventsMode::None).then(|| {
         bus.register(
             StdoutSink::new(mode, closed.clone()),
-            SubscribeOptions::reliable(),
-        );
-    }
+            SubscribeOptions::reliable().max_wait(SINK_PATIENCE),
+        )
+    });
     if std::env::var_os("RUST_LOG").is_some() {
         bus.register(TracingLogger::new(), SubscribeOptions::lossy());
     }
-    closed
+    Output { closed, sink }
 }
 
 /// Waits for the call, a Ctrl-C or a closed stdout; then drains the bus and
@@ -137,25 +171,31 @@ async fn finish(
     bus: &MistralEventBus,
     mut handle: ChatHandle,
     mode: EventsMode,
-    closed: PipeClosed,
+    output: Output,
 ) -> Exit {
-    let mut pipe_closed = false;
+    let mut stopped_early = false;
     let result = tokio::select! {
         result = &mut handle => result,
         _ = tokio::signal::ctrl_c() => {
-            handle.cancel();
-            handle.await
+            stopped_early = true;
+            cancel(handle).await
         }
-        () = closed.wait() => {
-            pipe_closed = true;
-            handle.cancel();
-            handle.await
+        () = output.closed.wait() => {
+            // The reader is gone: stop quietly, as `head` expects.
+            shutdown_within(bus, GRACE).await;
+            return Exit::Complete;
         }
     };
-    bus.shutdown().await;
+    if stopped_early {
+        // A stalled stdout must not hold up an interrupt.
+        shutdown_within(bus, GRACE).await;
+    } else {
+        bus.shutdown().await;
+    }
 
-    if pipe_closed {
-        return Exit::Complete;
+    if output.fell_behind(bus) {
+        eprintln!("mistral-events: stdout fell too far behind and events were lost");
+        return Exit::Failed;
     }
     match result {
         Ok(outcome) => {
@@ -171,6 +211,24 @@ async fn finish(
             Exit::Failed
         }
     }
+}
+
+/// How long an interrupted command waits for its output to drain.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// Cancels the call and waits a little for its `cancelled` event.
+async fn cancel(handle: ChatHandle) -> Result<ChatOutcome, Error> {
+    handle.cancel();
+    tokio::time::timeout(GRACE, handle)
+        .await
+        .unwrap_or(Err(Error::Cancelled {
+            partial: String::new(),
+        }))
+}
+
+/// Shuts the bus down, giving up on subscribers still busy after `limit`.
+async fn shutdown_within(bus: &MistralEventBus, limit: Duration) {
+    let _ = tokio::time::timeout(limit, bus.shutdown()).await;
 }
 
 fn print_summary(mode: EventsMode, outcome: &ChatOutcome) {

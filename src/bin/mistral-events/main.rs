@@ -70,6 +70,8 @@ fn main() -> ExitCode {
             Command::Sim(args) => sim::sim(args).await,
         }
     });
+    // A write stuck on a stalled stdout must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     exit.into()
 }
 

@@ -5,13 +5,14 @@
 //! is not an error to report: the sink raises [`PipeClosed`] and the command
 //! cancels the chat and ends quietly.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use mistral_events::bus::Subscriber;
 use mistral_events::error::BoxError;
 use mistral_events::event::{Event, EventPayload};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 use crate::args::EventsMode;
@@ -39,6 +40,7 @@ pub(crate) struct StdoutSink {
     closed: PipeClosed,
     broken: bool,
     printed_text: bool,
+    out: tokio::io::Stdout,
 }
 
 impl StdoutSink {
@@ -48,27 +50,30 @@ impl StdoutSink {
             closed,
             broken: false,
             printed_text: false,
+            out: tokio::io::stdout(),
         }
     }
 
-    fn write(&mut self, event: &Event) -> io::Result<()> {
-        let mut out = io::stdout().lock();
+    /// Writes what `mode` shows of `event`. Asynchronous, so that a stalled
+    /// reader blocks this task only, never a runtime thread.
+    async fn write(&mut self, event: &Event) -> io::Result<()> {
         match self.mode {
             EventsMode::Jsonl => {
-                out.write_all(event.to_json().as_bytes())?;
-                out.write_all(b"\n")?;
+                let mut line = event.to_json();
+                line.push('\n');
+                self.out.write_all(line.as_bytes()).await?;
             }
             EventsMode::Text => match &event.payload {
                 EventPayload::Chunk { content, .. } => {
-                    out.write_all(content.as_bytes())?;
+                    self.out.write_all(content.as_bytes()).await?;
                     self.printed_text = true;
                 }
-                _ if event.is_terminal() && self.printed_text => out.write_all(b"\n")?,
+                _ if event.is_terminal() && self.printed_text => self.out.write_all(b"\n").await?,
                 _ => return Ok(()),
             },
             EventsMode::None => return Ok(()),
         }
-        out.flush()
+        self.out.flush().await
     }
 }
 
@@ -82,7 +87,7 @@ impl Subscriber for StdoutSink {
         if self.broken {
             return Ok(());
         }
-        match self.write(&event) {
+        match self.write(&event).await {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {
                 self.broken = true;
