@@ -61,11 +61,14 @@
 //! * `next_event` searches for line terminators with `memchr2` and remembers
 //!   how far it has searched, so one-byte chunks cost a one-byte search each
 //!   rather than a rescan of the pending line.
-//! * Lines are parsed in place. The data, event type and ID strings are
-//!   cleared and reused rather than reallocated, and events borrow them, so
-//!   once the buffers have grown to the largest event, decoding allocates
-//!   nothing per event. Only lines holding invalid UTF-8 allocate (for the
-//!   lossy copy).
+//! * Lines are parsed in place. An event of a single `data` line (every
+//!   chunk of a chat stream) borrows its data straight from the pending
+//!   buffer, so its bytes are copied once, by `feed`, and validated as
+//!   UTF-8 once. Events of several data lines are joined in a data string;
+//!   it, the event type and ID strings are cleared and reused rather than
+//!   reallocated, so once the buffers have grown to the largest event,
+//!   decoding allocates nothing per event. Only lines holding invalid UTF-8
+//!   allocate (for the lossy copy).
 //!
 //! # Example
 //!
@@ -143,6 +146,10 @@ pub struct SseDecoder {
 struct State {
     /// The data buffer: each `data` value followed by LF.
     data: String,
+    /// A block's first `data` value, while it is the only one, as a range
+    /// of the decoder's `buf` (not yet copied into `data`, which stays
+    /// empty meanwhile).
+    data_line: Option<(usize, usize)>,
     /// The event type buffer; empty means `"message"`.
     event_type: String,
     /// The last event ID buffer, set by `id` lines.
@@ -150,6 +157,8 @@ struct State {
     /// The event source's last event ID string, copied from `id_buffer` on
     /// every dispatch.
     last_event_id: String,
+    /// `id_buffer` was set since the last dispatch.
+    id_changed: bool,
     /// The reconnection time set by the latest valid `retry` line.
     retry: Option<Duration>,
     /// An event was handed out from `data`/`event_type`; they must be
@@ -172,6 +181,10 @@ impl SseDecoder {
         if self.finished || bytes.is_empty() {
             return;
         }
+        // The caller is done with the last event (this takes `&mut self`);
+        // a data line still pending points into `buf`, which may move.
+        self.state.clear_dispatched();
+        self.state.take_data_line(&self.buf);
         self.compact();
         self.buf.extend_from_slice(bytes);
     }
@@ -188,8 +201,8 @@ impl SseDecoder {
             return None;
         }
         while let Some((start, end)) = self.next_line() {
-            if self.state.process_line(&self.buf[start..end]) {
-                return Some(self.state.event());
+            if self.state.process_line(&self.buf, start, end) {
+                return Some(self.event());
             }
         }
         if self.finished {
@@ -273,7 +286,37 @@ impl SseDecoder {
         self.pos = 0;
         self.scanned = 0;
         self.state.data.clear();
+        self.state.data_line = None;
         self.state.event_type.clear();
+    }
+
+    /// The event just dispatched, borrowed from the buffers.
+    ///
+    /// An event of one `data` line borrows it from `buf`, where it is
+    /// validated as UTF-8 here, once; a line that is not valid is copied
+    /// with U+FFFD replacements instead.
+    fn event(&mut self) -> SseEventRef<'_> {
+        let state = &mut self.state;
+        let data: &str = match state.data_line {
+            Some((start, end)) => match std::str::from_utf8(&self.buf[start..end]) {
+                Ok(text) => text,
+                Err(_) => {
+                    state.data = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+                    state.data_line = None;
+                    &state.data
+                }
+            },
+            None => &state.data,
+        };
+        SseEventRef {
+            event: if state.event_type.is_empty() {
+                DEFAULT_EVENT_TYPE
+            } else {
+                &state.event_type
+            },
+            data,
+            id: &state.last_event_id,
+        }
     }
 
     /// Drops the consumed prefix of `buf` when that is cheap enough to be
@@ -316,13 +359,24 @@ impl State {
         if self.dispatched {
             self.dispatched = false;
             self.data.clear();
+            self.data_line = None;
             self.event_type.clear();
+        }
+    }
+
+    /// Moves a pending single data line out of `buf` into the data buffer
+    /// (as a `data` line normally lands there: the value and an LF).
+    fn take_data_line(&mut self, buf: &[u8]) {
+        if let Some((start, end)) = self.data_line.take() {
+            self.data.push_str(&decode(&buf[start..end]));
+            self.data.push('\n');
         }
     }
 
     /// Applies one line (terminator removed). Returns `true` when it
     /// dispatched an event, which [`State::event`] then describes.
-    fn process_line(&mut self, line: &[u8]) -> bool {
+    fn process_line(&mut self, buf: &[u8], start: usize, end: usize) -> bool {
+        let line = &buf[start..end];
         if line.is_empty() {
             return self.dispatch();
         }
@@ -335,7 +389,16 @@ impl State {
             None => (line, &[][..]),
         };
         match field {
+            // The first data line of a block is only noted, as a range of
+            // `buf`: an event of one line (every chunk of a chat stream) is
+            // then handed out without a copy. A second line joins the
+            // buffer as usual.
+            b"data" if self.data.is_empty() && self.data_line.is_none() => {
+                let value_start = end - value.len();
+                self.data_line = Some((value_start, end));
+            }
             b"data" => {
+                self.take_data_line(buf);
                 self.data.push_str(&decode(value));
                 self.data.push('\n');
             }
@@ -347,6 +410,7 @@ impl State {
             b"id" if !value.contains(&0) => {
                 self.id_buffer.clear();
                 self.id_buffer.push_str(&decode(value));
+                self.id_changed = true;
             }
             b"retry" => {
                 if let Some(millis) = parse_digits(value) {
@@ -361,8 +425,17 @@ impl State {
     /// The blank-line step. The event source's last event ID is updated
     /// *before* the empty-data check, so an `id`-only block still moves it.
     fn dispatch(&mut self) -> bool {
-        if self.last_event_id != self.id_buffer {
+        // Only an `id` line changes the ID buffer, so a flag stands in for
+        // comparing the two strings on every event (a `memcmp` call even
+        // when both are empty, as they are in every Mistral stream).
+        if self.id_changed {
+            self.id_changed = false;
             self.last_event_id.clone_from(&self.id_buffer);
+        }
+        if self.data_line.is_some() {
+            // One data line, kept in `buf`: no LF was added for it.
+            self.dispatched = true;
+            return true;
         }
         if self.data.is_empty() {
             self.event_type.clear();
@@ -373,19 +446,6 @@ impl State {
         self.data.pop();
         self.dispatched = true;
         true
-    }
-
-    /// The event just dispatched, borrowed from the buffers.
-    fn event(&self) -> SseEventRef<'_> {
-        SseEventRef {
-            event: if self.event_type.is_empty() {
-                DEFAULT_EVENT_TYPE
-            } else {
-                &self.event_type
-            },
-            data: &self.data,
-            id: &self.last_event_id,
-        }
     }
 }
 
@@ -494,6 +554,28 @@ mod tests {
             decoder.next_event().map(|e| e.data.to_owned()),
             Some("bc".into())
         );
+    }
+
+    #[test]
+    fn a_lone_data_line_is_borrowed_and_survives_a_feed() {
+        let mut decoder = SseDecoder::new();
+        decoder.feed(b"data: one\n\ndata: a");
+        assert_eq!(
+            decoder.next_event().map(|e| e.data.to_owned()).as_deref(),
+            Some("one")
+        );
+        assert!(
+            decoder.state.data.is_empty(),
+            "no copy for a one-line event"
+        );
+        assert!(decoder.next_event().is_none());
+        // The pending line moves into the buffer before `buf` is compacted.
+        decoder.feed(b"\ndata: b\n");
+        assert!(decoder.next_event().is_none());
+        decoder.feed(b"\ndata: \xffc\n\n");
+        let data = |decoder: &mut SseDecoder| decoder.next_event().map(|e| e.data.to_owned());
+        assert_eq!(data(&mut decoder).as_deref(), Some("a\nb"));
+        assert_eq!(data(&mut decoder).as_deref(), Some("\u{fffd}c"));
     }
 
     #[test]

@@ -16,18 +16,21 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::resume::{Next, ResumePolicy, Resumer};
 use super::MistralEventBus;
-use crate::client::{ChatAssembler, ChatStream, Piece, RateLimits, ResponseMeta, StreamEvent};
+use crate::client::{
+    ChatAssembler, ChatStream, Piece, Polled, RateLimits, ResponseMeta, StreamEvent,
+};
 use crate::error::Error;
 use crate::event::{ChoiceCompletion, Completion, Correlation, ErrorInfo, Event, EventPayload};
 use crate::id::RequestId;
@@ -443,39 +446,53 @@ impl Driver {
         cancelled: &mut watch::Receiver<bool>,
         started: Instant,
     ) -> Ending {
+        // Registered once per attempt; see `unless_cancelled`.
+        let mut waiter = cancelled.clone();
+        let mut cancel = std::pin::pin!(wait_for_cancel(&mut waiter));
         loop {
-            let item = tokio::select! {
-                biased;
-                () = wait_for_cancel(cancelled) => return Ending::Cancelled,
-                item = stream.next() => item,
+            let item = unless_cancelled(cancelled, &mut cancel, |cx| {
+                // Chunks are parsed borrowed, straight into the assembler.
+                stream.poll_next_with(cx, |data| {
+                    progress.assembler.push_data(data, &mut progress.pieces)
+                })
+            })
+            .await;
+            let Some(item) = item else {
+                return Ending::Cancelled;
             };
             match item {
                 None => return Ending::Done,
                 Some(Err(error)) => return Ending::Failed(error),
-                Some(Ok(StreamEvent::Connected(response))) => progress.meta = Some(response),
-                Some(Ok(StreamEvent::Retrying(notice))) => {
-                    self.attempts += 1;
-                    self.publish(EventPayload::Retry {
-                        attempt: self.attempts,
-                        delay_ms: notice.delay.as_millis() as u64,
-                        reason: notice.reason,
-                    })
-                    .await;
-                }
-                Some(Ok(StreamEvent::Chunk(chunk))) => {
-                    progress.assembler.push(chunk, &mut progress.pieces);
+                Some(Ok(Polled::Event(event))) => match *event {
+                    StreamEvent::Connected(response) => progress.meta = Some(response),
+                    StreamEvent::Retrying(notice) => {
+                        self.attempts += 1;
+                        self.publish(EventPayload::Retry {
+                            attempt: self.attempts,
+                            delay_ms: notice.delay.as_millis() as u64,
+                            reason: notice.reason,
+                        })
+                        .await;
+                    }
+                    // Chunks come as `Polled::Chunk`.
+                    StreamEvent::Chunk(_) => {}
+                },
+                Some(Ok(Polled::Chunk(()))) => {
                     if progress.first_output.is_none() && !progress.pieces.is_empty() {
                         progress.first_output = Some(started.elapsed());
                     }
                     // A reliable subscriber may hold this up; a cancel must
                     // still close the connection at once.
-                    let failed = tokio::select! {
-                        biased;
-                        () = wait_for_cancel(cancelled) => return Ending::Cancelled,
-                        failed = self.publish_pieces(&mut progress.pieces, progress.meta.as_ref()) => failed,
-                    };
-                    if let Some(error) = failed {
-                        return Ending::Failed(error);
+                    let mut publish = std::pin::pin!(
+                        self.publish_pieces(&mut progress.pieces, progress.meta.as_ref())
+                    );
+                    let failed =
+                        unless_cancelled(cancelled, &mut cancel, |cx| publish.as_mut().poll(cx))
+                            .await;
+                    match failed {
+                        None => return Ending::Cancelled,
+                        Some(Some(error)) => return Ending::Failed(error),
+                        Some(None) => {}
                     }
                 }
             }
@@ -539,12 +556,16 @@ impl Driver {
     }
 
     async fn publish(&mut self, payload: EventPayload) {
-        let mut event = Event::for_request(&self.request_id, self.seq, payload);
+        // Made in its `Arc` at once: an event is 240 bytes, and each move on
+        // the way into `publish` was a copy.
+        let mut event = Arc::new(Event::for_request(&self.request_id, self.seq, payload));
         if !self.correlation.is_empty() {
-            event.correlation = self.correlation.clone();
+            if let Some(event) = Arc::get_mut(&mut event) {
+                event.correlation = self.correlation.clone();
+            }
         }
         self.seq += 1;
-        self.bus.publish(event).await;
+        self.bus.publish_shared(event).await;
     }
 }
 
@@ -579,6 +600,36 @@ fn completion(outcome: &ChatOutcome) -> Completion {
         rate_limits: outcome.rate_limits.clone(),
         choices: outcome.choices.clone(),
     }
+}
+
+/// Whether the handle has asked for a cancel: one atomic load until the
+/// value changes.
+fn cancel_requested(cancelled: &watch::Receiver<bool>) -> bool {
+    cancelled.has_changed().unwrap_or(false) && *cancelled.borrow()
+}
+
+/// Polls `poll` until it is ready, or gives `None` once the handle cancels.
+///
+/// As with a `biased` `select!` that puts the cancel first, a cancel wins
+/// over a result that is already ready, but this runs once per chunk, so it
+/// checks the flag (one atomic load) rather than polling a cancel future:
+/// `cancel`, registered once per attempt, is polled only when `poll` has to
+/// wait. A fresh `wait_for` future per chunk took locks every time.
+async fn unless_cancelled<T>(
+    cancelled: &watch::Receiver<bool>,
+    cancel: &mut Pin<&mut impl Future<Output = ()>>,
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+) -> Option<T> {
+    std::future::poll_fn(|cx| {
+        if cancel_requested(cancelled) {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(value) = poll(cx) {
+            return Poll::Ready(Some(value));
+        }
+        cancel.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }
 
 /// Resolves once the handle asks for a cancel; never, if the handle is gone

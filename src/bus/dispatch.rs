@@ -13,7 +13,8 @@ use super::stats::Counters;
 use super::stream::EventFilter;
 use super::subscriber::{Subscriber, SubscriberId};
 use super::{Signal, LOG_TARGET};
-use crate::event::Event;
+use crate::error::BoxError;
+use crate::event::{Event, EventType};
 
 /// What a subscriber's task knows about itself.
 #[derive(Debug)]
@@ -35,7 +36,9 @@ pub(crate) async fn run_lossy<S: Subscriber>(
         match ring.recv().await {
             Ok(Signal::Event(event)) => {
                 if filter.matches(&event) {
-                    task.handle(&mut subscriber, event).await;
+                    if let Some(event) = task.handle_now(&mut subscriber, event) {
+                        task.handle(&mut subscriber, event).await;
+                    }
                 }
             }
             Err(RecvError::Lagged(missed)) => task.lagged(&mut subscriber, missed).await,
@@ -58,7 +61,9 @@ pub(crate) async fn run_reliable<S: Subscriber>(
 ) {
     tracing::trace!(target: LOG_TARGET, subscriber = %task.name, id = %task.id, "reliable subscriber started");
     while let Some(event) = queue.recv().await {
-        task.handle(&mut subscriber, event).await;
+        if let Some(event) = task.handle_now(&mut subscriber, event) {
+            task.handle(&mut subscriber, event).await;
+        }
     }
     task.finish(&mut subscriber).await;
 }
@@ -70,8 +75,37 @@ pub(crate) async fn run_closed<S: Subscriber>(mut subscriber: S, task: TaskConte
 }
 
 impl TaskContext {
-    /// Hands one event over, counting the outcome. A panic is caught here so
-    /// the task, and with it the subscriber, lives on.
+    /// Offers one event to the subscriber's synchronous hook, counting the
+    /// outcome; gives the event back when the hook declined it, for
+    /// [`handle`](Self::handle). Plain code, not a future, so the common
+    /// case costs no state machine and no allocation.
+    #[inline]
+    fn handle_now<S: Subscriber>(
+        &self,
+        subscriber: &mut S,
+        event: Arc<Event>,
+    ) -> Option<Arc<Event>> {
+        // Every arm takes its part by value, so nothing is left to drop.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| subscriber.try_on_event(&event))) {
+            Ok(None) => Some(event),
+            Ok(Some(Ok(()))) => {
+                self.counters.add_delivered();
+                None
+            }
+            Ok(Some(Err(error))) => {
+                self.failed_with(event.seq, event.event_type(), &error);
+                None
+            }
+            Err(panic) => {
+                self.counters.add_failed();
+                self.log_panic("try_on_event", panic.as_ref());
+                None
+            }
+        }
+    }
+
+    /// Hands one event to `on_event`, counting the outcome. A panic is
+    /// caught here so the task, and with it the subscriber, lives on.
     async fn handle<S: Subscriber>(&self, subscriber: &mut S, event: Arc<Event>) {
         let (seq, kind) = (event.seq, event.event_type());
         match AssertUnwindSafe(subscriber.on_event(event))
@@ -79,19 +113,22 @@ impl TaskContext {
             .await
         {
             Ok(Ok(())) => self.counters.add_delivered(),
-            Ok(Err(error)) => {
-                self.counters.add_failed();
-                tracing::debug!(
-                    target: LOG_TARGET,
-                    subscriber = %self.name, id = %self.id, seq, r#type = %kind, %error,
-                    "subscriber failed to handle an event"
-                );
-            }
+            Ok(Err(error)) => self.failed_with(seq, kind, &error),
             Err(panic) => {
                 self.counters.add_failed();
                 self.log_panic("on_event", panic.as_ref());
             }
         }
+    }
+
+    #[cold]
+    fn failed_with(&self, seq: u64, kind: EventType, error: &BoxError) {
+        self.counters.add_failed();
+        tracing::debug!(
+            target: LOG_TARGET,
+            subscriber = %self.name, id = %self.id, seq, r#type = %kind, %error,
+            "subscriber failed to handle an event"
+        );
     }
 
     /// Counts what a lossy subscriber missed and tells it.

@@ -1,9 +1,12 @@
 //! [`ChatAssembler`]: turns stream chunks into answer pieces and a whole
 //! answer.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::wire::{CompletionChunk, Content, ContentPart, FinishReason, ToolCall, Usage};
+use super::chunk::{ChunkRef, ContentRef};
+use crate::error::Error;
+use crate::wire::{CompletionChunk, ContentPart, FinishReason, ToolCall, Usage};
 
 /// One thing a chunk added to the answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,14 +135,33 @@ impl ChatAssembler {
 
     /// Adds one chunk, appending what it contributed to `out`.
     pub fn push(&mut self, chunk: CompletionChunk, out: &mut Vec<Piece>) {
-        if self.model.is_none() && !chunk.model.is_empty() {
-            self.model = Some(chunk.model);
+        self.push_ref(ChunkRef::from(chunk), out);
+    }
+
+    /// Parses one `data:` payload and adds it, as [`push`](Self::push)
+    /// does, with the chunk read borrowed from `data`: the bus's path,
+    /// which allocates only the answer text each piece carries.
+    pub(crate) fn push_data(&mut self, data: &str, out: &mut Vec<Piece>) -> Result<(), Error> {
+        let chunk = ChunkRef::parse(data)?;
+        self.push_ref(chunk, out);
+        Ok(())
+    }
+
+    fn push_ref(&mut self, chunk: ChunkRef<'_>, out: &mut Vec<Piece>) {
+        let ChunkRef {
+            model,
+            usage,
+            choices,
+            ..
+        } = chunk;
+        if self.model.is_none() && !model.is_empty() {
+            self.model = Some(model.into_owned());
         }
         // Usage comes on the last chunk; a later one replaces an earlier one.
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
+        if let Some(usage) = usage {
+            self.usage = Some(*usage);
         }
-        for choice in chunk.choices {
+        for choice in choices.into_iter().flatten() {
             let index = choice.index;
             if index >= self.max_choices {
                 tracing::debug!(
@@ -215,29 +237,31 @@ impl ChatAssembler {
 }
 
 impl ChoiceState {
-    fn take_content(&mut self, choice: u32, content: Content, out: &mut Vec<Piece>) {
+    fn take_content(&mut self, choice: u32, content: ContentRef<'_>, out: &mut Vec<Piece>) {
         match content {
-            Content::Text(text) => self.push_text(choice, text, out),
-            Content::Parts(parts) => {
+            ContentRef::Text(text) => self.push_text(choice, text, out),
+            ContentRef::Parts(parts) => {
                 // Adjacent parts of the same kind are merged into one piece.
                 let mut text = String::new();
                 for part in parts {
                     match part {
                         ContentPart::Text { text: piece } => text.push_str(&piece),
                         thinking @ ContentPart::Thinking { .. } => {
-                            self.push_text(choice, std::mem::take(&mut text), out);
+                            self.push_text(choice, Cow::Owned(std::mem::take(&mut text)), out);
                             let reasoning = thinking.thinking_text().unwrap_or_default();
                             self.push_thinking(choice, reasoning, out);
                         }
                         _ => {}
                     }
                 }
-                self.push_text(choice, text, out);
+                self.push_text(choice, Cow::Owned(text), out);
             }
         }
     }
 
-    fn push_text(&mut self, choice: u32, text: String, out: &mut Vec<Piece>) {
+    /// Borrowed text is copied only here, once it is known to be non-empty:
+    /// the role and final chunks carry empty content.
+    fn push_text(&mut self, choice: u32, text: Cow<'_, str>, out: &mut Vec<Piece>) {
         if text.is_empty() {
             return;
         }
@@ -245,7 +269,7 @@ impl ChoiceState {
         out.push(Piece::Text {
             choice,
             index: self.chunks,
-            text,
+            text: text.into_owned(),
         });
         self.chunks += 1;
     }

@@ -32,6 +32,7 @@
 //! ```
 
 mod assemble;
+mod chunk;
 mod config;
 mod meta;
 pub(crate) mod retry;
@@ -50,6 +51,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub use assemble::{ChatAssembler, ChoiceState, Piece, MAX_CHOICES};
 pub use config::{RetryPolicy, Timeouts};
 pub use meta::{RateLimits, ResponseMeta};
+pub(crate) use stream::Polled;
 pub use stream::{ChatStream, RetryNotice, StreamEvent};
 
 use crate::error::Error;

@@ -51,6 +51,15 @@ impl From<RetryPlan> for RetryNotice {
     }
 }
 
+/// What [`ChatStream::poll_next_with`] yields.
+pub(crate) enum Polled<T> {
+    /// A retry notice or the response's meta: never a chunk. Boxed, as it
+    /// is rare and large, and the item is moved a few times per chunk.
+    Event(Box<StreamEvent>),
+    /// What the parser made of one chunk.
+    Chunk(T),
+}
+
 type Connecting = Pin<Box<dyn Future<Output = Result<reqwest::Response, Error>> + Send>>;
 
 /// The bytes of a response body, from HTTP or from a recording.
@@ -283,9 +292,29 @@ impl ChatStream {
         }
     }
 
+    /// [`Stream::poll_next`], with each chunk's `data:` payload handed to
+    /// `parse` rather than parsed into a [`CompletionChunk`]: the bus reads
+    /// chunks this way, borrowed from the decoder's buffer.
+    pub(crate) fn poll_next_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut parse: impl FnMut(&str) -> Result<T, Error>,
+    ) -> Poll<Option<Result<Polled<T>, Error>>> {
+        if matches!(self.state, State::Reading { .. }) {
+            self.poll_body(cx, &mut parse).map_ok(Polled::Chunk)
+        } else {
+            self.poll_request(cx)
+                .map_ok(|event| Polled::Event(Box::new(event)))
+        }
+    }
+
     /// Drives the body: decoded events first, then more bytes, then the
     /// idle timer.
-    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<StreamEvent, Error>>> {
+    fn poll_body<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        parse: &mut impl FnMut(&str) -> Result<T, Error>,
+    ) -> Poll<Option<Result<T, Error>>> {
         let Self {
             state,
             decoder,
@@ -307,8 +336,8 @@ impl ChatStream {
                     *state = State::Done;
                     return Poll::Ready(Some(Err(Error::from_stream_body(event.data.as_bytes()))));
                 }
-                return match parse_chunk(event.data) {
-                    Ok(chunk) => Poll::Ready(Some(Ok(StreamEvent::Chunk(chunk)))),
+                return match parse(event.data) {
+                    Ok(chunk) => Poll::Ready(Some(Ok(chunk))),
                     Err(error) => {
                         *state = State::Done;
                         Poll::Ready(Some(Err(error)))
@@ -366,11 +395,11 @@ impl Stream for ChatStream {
     type Item = Result<StreamEvent, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if matches!(this.state, State::Reading { .. }) {
-            this.poll_body(cx)
-        } else {
-            this.poll_request(cx)
-        }
+        self.get_mut()
+            .poll_next_with(cx, parse_chunk)
+            .map_ok(|polled| match polled {
+                Polled::Event(event) => *event,
+                Polled::Chunk(chunk) => StreamEvent::Chunk(chunk),
+            })
     }
 }

@@ -325,13 +325,49 @@ impl Message {
 ///
 /// A JSON `null` is modelled as `Option<Content>::None` by the fields that
 /// allow it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Content {
     /// Plain text.
     Text(String),
     /// Typed parts, such as text and thinking.
     Parts(Vec<ContentPart>),
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // By the JSON type, rather than `#[serde(untagged)]`: untagged
+        // buffers the value and tries each variant, which made the string
+        // of every streamed chunk cost a copy and a second parse.
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Content;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Content, E> {
+                Ok(Content::Text(text.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Content, E> {
+                Ok(Content::Text(text))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Content, A::Error> {
+                content_parts(seq).map(Content::Parts)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Reads an array of content parts.
+pub(crate) fn content_parts<'de, A: serde::de::SeqAccess<'de>>(
+    mut seq: A,
+) -> Result<Vec<ContentPart>, A::Error> {
+    let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+    while let Some(part) = seq.next_element()? {
+        parts.push(part);
+    }
+    Ok(parts)
 }
 
 impl Content {
