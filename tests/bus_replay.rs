@@ -95,6 +95,22 @@ fn joined_chunks(events: &[Arc<Event>]) -> String {
         .collect()
 }
 
+/// The `(id, name, arguments)` of every `tool_call` event.
+fn tool_calls(events: &[Arc<Event>]) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .filter_map(|event| match &event.payload {
+            EventPayload::ToolCall {
+                id,
+                name,
+                arguments,
+                ..
+            } => Some((id.clone(), name.clone(), arguments.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 fn completion(event: &Event) -> &Completion {
     match &event.payload {
         EventPayload::Complete(completion) => completion,
@@ -191,18 +207,7 @@ async fn last_text_in_the_finishing_chunk_is_kept() {
 #[tokio::test]
 async fn whole_tool_call_in_one_chunk_gives_one_event() {
     let (events, done) = replay_fixture("tool_call_whole.sse").await;
-    let calls: Vec<_> = events
-        .iter()
-        .filter_map(|event| match &event.payload {
-            EventPayload::ToolCall {
-                id,
-                name,
-                arguments,
-                ..
-            } => Some((id.clone(), name.clone(), arguments.clone())),
-            _ => None,
-        })
-        .collect();
+    let calls = tool_calls(&events);
     assert_eq!(
         calls,
         [(
@@ -220,18 +225,7 @@ async fn whole_tool_call_in_one_chunk_gives_one_event() {
 #[tokio::test]
 async fn fragmented_tool_call_is_joined_by_index_into_one_event() {
     let (events, done) = replay_fixture("tool_call_fragments.sse").await;
-    let calls: Vec<_> = events
-        .iter()
-        .filter_map(|event| match &event.payload {
-            EventPayload::ToolCall {
-                id,
-                name,
-                arguments,
-                ..
-            } => Some((id.clone(), name.clone(), arguments.clone())),
-            _ => None,
-        })
-        .collect();
+    let calls = tool_calls(&events);
     assert_eq!(
         calls,
         [(
