@@ -339,7 +339,8 @@ fn starts_new_call(open: &ToolCall, fragment: &ToolCall) -> bool {
 /// Joins a continuation fragment onto an open call: arguments append, and
 /// an id or name fills in only where the first fragment had none.
 fn merge_fragment(open: &mut ToolCall, fragment: ToolCall) {
-    if open.id.is_empty() && !fragment.id.is_empty() && fragment.id != "null" {
+    // A literal `"null"` id was cleared on arrival.
+    if open.id.is_empty() && !fragment.id.is_empty() {
         open.id = fragment.id;
     }
     if open.function.name.is_empty() {
@@ -403,6 +404,19 @@ mod tests {
         assert_eq!(names, ["one", "two"]);
     }
 
+    /// The `(name, arguments)` of every completed call.
+    fn names_and_arguments(pieces: &[Piece]) -> Vec<(&str, &str)> {
+        calls(pieces)
+            .into_iter()
+            .map(|call| {
+                (
+                    call.function.name.as_str(),
+                    call.function.arguments.as_str(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn whole_calls_in_separate_chunks_without_index_stay_apart() {
         let (_, pieces) = run(&[
@@ -410,15 +424,7 @@ mod tests {
             r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"bbbbbbbbb","index":0,"function":{"name":"two","arguments":"{}"}}]}}]}"#,
             r#"{"choices":[{"index":0,"delta":{"content":""},"finish_reason":"tool_calls"}]}"#,
         ]);
-        let found: Vec<(&str, &str)> = calls(&pieces)
-            .iter()
-            .map(|call| {
-                (
-                    call.function.name.as_str(),
-                    call.function.arguments.as_str(),
-                )
-            })
-            .collect();
+        let found = names_and_arguments(&pieces);
         assert_eq!(found, [("one", "{}"), ("two", "{}")]);
     }
 
@@ -432,15 +438,7 @@ mod tests {
             r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
             r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":2,"function":{"name":"late","arguments":"{}"}}]}}]}"#,
         ]);
-        let found: Vec<(&str, &str)> = calls(&pieces)
-            .iter()
-            .map(|call| {
-                (
-                    call.function.name.as_str(),
-                    call.function.arguments.as_str(),
-                )
-            })
-            .collect();
+        let found = names_and_arguments(&pieces);
         assert_eq!(found, [("one", r#"{"a":1}"#), ("two", r#"{"b":2}"#)]);
     }
 
